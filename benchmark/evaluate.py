@@ -1,0 +1,209 @@
+"""Evaluation: ``python -m benchmark.evaluate model=<name> dataset=<name> checkpoint=<path> tlc=<bool>``.
+
+``tlc=[false,true]`` scores the plain and the TLC-converted model in one process (the pipeline's evaluate stages).
+
+``evaluate(model, loader, protocol)`` is pure: it runs the model on full test images, applies the dataset's protocol
+(clamp and 8-bit rounding, border crop) and returns per-image PSNR/SSIM and their means; it does no I/O.
+``main`` resolves paths, loads weights (any release format, through ``models.load_checkpoint``), converts the model
+with TLC when asked, and writes ``results/runs/<train dataset>/<dataset>/<model>[-local].{json,csv}`` atomically, plus
+one MLflow run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+import torch
+from omegaconf import DictConfig, ListConfig
+from tqdm import tqdm
+
+from benchmark import io
+from benchmark.config import ConfigError, EvalConfig, Protocol, apply_params_file, build, model_overrides, to_dict
+from benchmark.data import DatasetError, PairedDataset, dataset_fingerprint
+from benchmark.metrics import psnr, quantize_uint8, ssim
+from benchmark.tlc import count_local_layers, to_local
+from benchmark.tracking import start_run
+from benchmark.train import NonFiniteLossError, run_dir, select_device
+from models import CheckpointError, create_model, load_checkpoint
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-image scores (columns ``name``, ``psnr``, ``ssim``) and their means."""
+
+    per_image: pd.DataFrame
+    means: dict[str, float]
+    seconds: float
+
+
+def score(pred: torch.Tensor, gt: torch.Tensor, protocol: Protocol) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (PSNR, SSIM) of a restored batch under ``protocol``; inputs (N, 3, H, W), outputs (N,)."""
+    pred = quantize_uint8(pred) if protocol.quantize == "uint8" else pred.clamp(0, 1)
+    if protocol.crop_border:
+        b = protocol.crop_border
+        pred, gt = pred[..., b:-b, b:-b], gt[..., b:-b, b:-b]
+    return psnr(pred, gt), ssim(pred, gt, variant=protocol.ssim_variant)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    protocol: Protocol,
+    *,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Score ``model`` on every batch of ``loader`` (dicts with ``lq``, ``gt`` (N,3,H,W) in [0,1] and ``name``)."""
+    device = device or torch.device("cpu")
+    model.eval()
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for batch in tqdm(loader, desc="evaluate", disable=not progress, mininterval=2.0, file=sys.stderr):
+        lq, gt = batch["lq"].to(device), batch["gt"].to(device)
+        pred = model(lq)
+        if pred.shape != gt.shape:
+            raise RuntimeError(f"model returned {tuple(pred.shape)} for an input of {tuple(lq.shape)}")
+        p, s = score(pred.float(), gt, protocol)
+        rows += [{"name": n, "psnr": float(a), "ssim": float(b)} for n, a, b in zip(batch["name"], p, s, strict=True)]
+    frame = pd.DataFrame(rows, columns=["name", "psnr", "ssim"])
+    means = {"psnr": float(frame["psnr"].mean()), "ssim": float(frame["ssim"].mean())} if rows else {}
+    return EvalResult(frame, means, time.perf_counter() - t0)
+
+
+def result_paths(cfg: DictConfig, tlc: bool) -> tuple[Path, Path]:
+    """``results/runs/<train dataset>/<dataset>/<model>[-local].{json,csv}``."""
+    base = Path(cfg.paths.results) / "runs" / train_dataset(cfg) / cfg.dataset.name
+    stem = f"{cfg.model.name}-local" if tlc else cfg.model.name
+    return base / f"{stem}.json", base / f"{stem}.csv"
+
+
+def train_dataset(cfg: DictConfig) -> str:
+    return cfg.get("train_dataset") or cfg.dataset.name
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate one (model, checkpoint, dataset, TLC) combination, write its files and MLflow run; returns the JSON."""
+    ecfg: EvalConfig = build(EvalConfig, cfg.eval, "eval")
+    protocol: Protocol = build(Protocol, cfg.dataset.protocol, "dataset.protocol")
+    if not isinstance(cfg.tlc, bool):
+        raise ConfigError(f"tlc: expected true or false, got {cfg.tlc!r}")
+    device = select_device(ecfg.device)
+    json_path, csv_path = result_paths(cfg, cfg.tlc)
+
+    model = create_model(cfg.model.name, **model_overrides(cfg))
+    checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else None
+    if checkpoint is None and len(model.state_dict()) > 0:
+        checkpoint = run_dir(cfg, train_dataset(cfg)) / "final.pt"
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    record: dict[str, Any] = {
+        "model": cfg.model.name,
+        "row": f"{cfg.model.name}-Local" if cfg.tlc else cfg.model.name,
+        "train_dataset": train_dataset(cfg),
+        "dataset": cfg.dataset.name,
+        "tlc": bool(cfg.tlc),
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+        "protocol": to_dict(cfg)["dataset"]["protocol"],
+        "protocol_text": protocol.describe(),
+    }
+    if cfg.tlc:
+        size = ecfg.tlc.train_size or int(cfg.train.crop_size)
+        converted = to_local(model, (size, size), base_ratio=ecfg.tlc.base_ratio)
+        replaced = count_local_layers(converted)
+        record |= {"tlc_train_size": size, "tlc_base_ratio": ecfg.tlc.base_ratio, "tlc_layers": replaced}
+        if replaced == 0:
+            # TLC changes nothing in a model without global statistics: record that instead of a duplicate row.
+            record |= {"applicable": False, "reason": "no global-statistics layer (AdaptiveAvgPool2d/InstanceNorm2d)"}
+            io.write_json(json_path, record)
+            io.write_text(csv_path, "name,psnr,ssim\n")
+            return record
+        model = converted
+    record["applicable"] = True
+    model = model.to(device)
+
+    root = Path(cfg.dataset.root)
+    test_set = PairedDataset(root, "test", crop_size=None, augment=False)
+    loader = torch.utils.data.DataLoader(test_set, batch_size=ecfg.batch_size, shuffle=False)
+    tags = {
+        "kind": "evaluate",
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "train_dataset": train_dataset(cfg),
+        "profile": cfg.train.profile,
+        "tlc": str(bool(cfg.tlc)).lower(),
+        "dataset_hash": dataset_fingerprint(root),
+        "protocol": protocol.describe(),
+        "ssim_variant": protocol.ssim_variant,
+    }
+    with start_run(
+        enabled=bool(cfg.tracking.enabled),
+        experiment=cfg.tracking.experiment,
+        run_name=f"evaluate/{record['row']}/{cfg.dataset.name}",
+        tags=tags,
+        uri=cfg.tracking.uri,
+    ) as run:
+        result = evaluate(model, loader, protocol, device=device)
+        record |= {
+            **result.means,
+            "n_images": len(result.per_image),
+            "seconds": round(result.seconds, 3),
+            "mlflow_run_id": run.run_id,
+        }
+        buf = _io.StringIO()
+        result.per_image.to_csv(buf, index=False, float_format="%.6f")
+        io.write_text(csv_path, buf.getvalue())
+        io.write_json(json_path, record)
+        run.log_params(to_dict(cfg))
+        run.log_metrics({f"test/{cfg.dataset.name}/{k}": v for k, v in result.means.items()})
+        run.log_artifact(csv_path, "per_image")
+        run.log_artifact(json_path, "results")
+    return record
+
+
+def tlc_settings(value: object) -> list[bool]:
+    """``tlc`` as a list of booleans: ``true``, ``false`` or a list of them."""
+    values = list(value) if isinstance(value, list | tuple | ListConfig) else [value]
+    if not values or not all(isinstance(v, bool) for v in values):
+        raise ConfigError(f"tlc: expected true, false or a list of them, got {value!r}")
+    return values
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        cfg = apply_params_file(cfg)
+        for local in tlc_settings(cfg.tlc):
+            cfg.tlc = local
+            record = run_evaluation(cfg)
+            if record.get("applicable", True):
+                print(
+                    f"[evaluate] {record['row']} on {record['dataset']}: PSNR {record['psnr']:.2f} dB, "
+                    f"SSIM {record['ssim']:.4f} ({record['n_images']} images)"
+                )
+            else:
+                print(f"[evaluate] {record['row']}: TLC not applicable ({record['reason']})")
+    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The forward contract every registered model follows.
+
+``model(lq) -> restored``: ``lq`` is a blurry batch (N, 3, H, W), RGB in [0, 1], any H and W; ``restored`` has the
+same shape and range convention (the network may overshoot [0, 1]; evaluation clamps and quantises). Models pad
+internally to the multiple their architecture needs and crop back.
+
+Training goes through ``forward_train(lq, gt) -> TrainOutput`` (a model-specific dataclass holding everything its loss
+reads) and ``loss(out, gt) -> LossTerms`` (named scalar terms, ``"total"`` is the one that is optimised). Each model
+owns its loss, so the trainer never needs to know which outputs a network produces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LossTerms = dict[str, Tensor]
+"""Named scalar loss terms; the key ``"total"`` is the value that is back-propagated."""
+
+
+@dataclass
+class TrainOutput:
+    """What ``forward_train`` returns. Subclasses add the extra tensors their loss reads.
+
+    Attributes:
+        restored: the full-resolution restoration (N, 3, H, W), the same tensor ``forward`` would return.
+    """
+
+    restored: Tensor
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Pad (N, C, H, W) on the bottom/right to a multiple of ``multiple``; returns the padded tensor and (H, W).
+
+    Reflect padding (as MPRNet and Restormer use for RealBlur) keeps image statistics at the border; an input too small
+    to reflect falls back to replicate padding.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+
+
+class DeblurModel(nn.Module):
+    """Base class of every registered model.
+
+    Subclasses implement ``restore(lq)`` on inputs whose height and width are multiples of ``pad_multiple``, and
+    usually override ``forward_train``/``loss``. The default ``loss`` is the L1 distance of ``restored`` to ``gt``.
+
+    Attributes:
+        pad_multiple: the spatial multiple ``restore`` needs (e.g. 4 for two stride-2 levels).
+        registry_name: set by ``create_model`` to the registry key the instance was built from.
+    """
+
+    pad_multiple: int = 1
+    registry_name: str = ""
+
+    def restore(self, lq: Tensor) -> Tensor:
+        """Restore an input already padded to ``pad_multiple``: (N, 3, H, W) -> (N, 3, H, W)."""
+        raise NotImplementedError
+
+    def forward(self, lq: Tensor) -> Tensor:
+        """(N, 3, H, W) blurry RGB in [0, 1], any H, W -> restored (N, 3, H, W)."""
+        if lq.dim() != 4 or lq.shape[1] != 3:
+            raise ValueError(f"expected a (N, 3, H, W) RGB batch, got shape {tuple(lq.shape)}")
+        padded, (h, w) = pad_to_multiple(lq, self.pad_multiple)
+        return self.restore(padded)[..., :h, :w]
+
+    def check_train_size(self, lq: Tensor) -> None:
+        """Training crops must already be multiples of ``pad_multiple`` (padding would leak into the loss)."""
+        h, w = lq.shape[-2:]
+        if h % self.pad_multiple or w % self.pad_multiple:
+            raise ValueError(
+                f"{self.registry_name or type(self).__name__}: training crop {h}x{w} is not a multiple of "
+                f"{self.pad_multiple}; set train.crop_size to a multiple of {self.pad_multiple}"
+            )
+
+    def forward_train(self, lq: Tensor, gt: Tensor) -> TrainOutput:
+        """Training forward pass; ``gt`` is available to models whose loss re-encodes the ground truth."""
+        self.check_train_size(lq)
+        return TrainOutput(restored=self.restore(lq))
+
+    def loss(self, out: TrainOutput, gt: Tensor) -> LossTerms:
+        """Named loss terms for ``out`` against ``gt`` (N, 3, H, W) in [0, 1]."""
+        l1 = F.l1_loss(out.restored, gt)
+        return {"l1": l1, "total": l1}
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of parameters as ``parameters()`` counts them (shared modules once)."""
+        return sum(p.numel() for p in self.parameters())

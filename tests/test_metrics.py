@@ -1,0 +1,172 @@
+"""PSNR/SSIM: parity with scikit-image on real photos, known answers, and input validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+from skimage import data
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from benchmark.metrics import SSIM_VARIANTS, psnr, quantize_uint8, ssim
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    """Round a float array on the 0..255 scale to uint8, as saving a PNG does."""
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _to_tensor(*images: np.ndarray) -> torch.Tensor:
+    """uint8 H x W x 3 arrays of one size -> (N, 3, H, W) float64 in [0, 1]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).double() / 255.0
+
+
+def _sk_ssim(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Wang et al.'s reference settings in scikit-image."""
+    return structural_similarity(
+        gt, pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1
+    )
+
+
+def _degradations(gt: np.ndarray, seed: int) -> list[np.ndarray]:
+    """Blurred and noisy uint8 versions of an H x W x 3 uint8 image."""
+    rng = np.random.default_rng(seed)
+    f = gt.astype(np.float64)
+    return [
+        _to_uint8(ndi.gaussian_filter(f, sigma=(2.0, 2.0, 0.0))),
+        _to_uint8(ndi.uniform_filter1d(f, size=9, axis=1)),  # horizontal motion blur, length 9
+        _to_uint8(f + rng.normal(0.0, 8.0, f.shape)),
+    ]
+
+
+# Small crops keep the float64 grouped convolutions of piq.ssim fast on a 2-core CPU. Sizes are non-square on purpose.
+ASTRONAUT = data.astronaut()[120:184, 180:276]  # 64 x 96: face and helmet, strong edges
+CHELSEA = data.chelsea()[80:157, 150:240]  # 77 x 90: fur texture, odd height
+
+
+@pytest.mark.parametrize("gt", [ASTRONAUT, CHELSEA], ids=["astronaut", "chelsea"])
+def test_parity_with_skimage_on_photos(gt: np.ndarray) -> None:
+    preds = _degradations(gt, seed=0)
+    ours_psnr = psnr(_to_tensor(*preds), _to_tensor(*([gt] * len(preds))))
+    ours_ssim = ssim(_to_tensor(*preds), _to_tensor(*([gt] * len(preds))))
+    for i, pred in enumerate(preds):
+        sk_psnr = peak_signal_noise_ratio(gt, pred, data_range=255)
+        assert ours_psnr[i].item() == pytest.approx(sk_psnr, abs=1e-4)
+        assert ours_ssim[i].item() == pytest.approx(_sk_ssim(gt, pred), abs=1e-6)
+
+
+def test_batch_of_crops_matches_per_image_skimage() -> None:
+    """A batch of several images is scored image by image, each equal to skimage's score."""
+    photos = [data.astronaut()[:200, :200], data.astronaut()[300:500, 250:450], data.chelsea()[50:250, 100:300]]
+    gts = [p[::4, ::4][:40, :48] for p in photos]  # 40 x 48 thumbnails
+    preds = [_degradations(g, seed=i)[i % 3] for i, g in enumerate(gts)]
+    preds.append(_to_uint8(np.clip(gts[0].astype(np.float64) * 0.9 + 20.0, 0, 255)))  # contrast/brightness change
+    gts.append(gts[0])
+    ours_psnr = psnr(_to_tensor(*preds), _to_tensor(*gts))
+    ours_ssim = ssim(_to_tensor(*preds), _to_tensor(*gts))
+    assert ours_psnr.shape == ours_ssim.shape == (len(gts),)
+    assert ours_psnr.dtype == ours_ssim.dtype == torch.float64
+    for i, (g, p) in enumerate(zip(gts, preds, strict=True)):
+        assert ours_psnr[i].item() == pytest.approx(peak_signal_noise_ratio(g, p, data_range=255), abs=1e-4)
+        assert ours_ssim[i].item() == pytest.approx(_sk_ssim(g, p), abs=1e-6)
+
+
+def test_uint8_round_trip_of_a_float_output() -> None:
+    """A float network output, quantised, scores as the PNG it would be saved as."""
+    gt = CHELSEA
+    out = ndi.gaussian_filter(gt.astype(np.float64) / 255.0, sigma=(1.5, 1.5, 0.0)) * 1.05 - 0.02  # overshoots [0,1]
+    pred = quantize_uint8(torch.from_numpy(out).permute(2, 0, 1)[None])
+    png = _to_uint8(np.clip(out, 0.0, 1.0) * 255.0)
+    assert torch.equal(pred, _to_tensor(png))
+    assert psnr(pred, _to_tensor(gt)).item() == pytest.approx(
+        peak_signal_noise_ratio(gt, png, data_range=255), abs=1e-4
+    )
+    assert ssim(pred, _to_tensor(gt)).item() == pytest.approx(_sk_ssim(gt, png), abs=1e-6)
+
+
+def test_psnr_parity_holds_at_high_psnr() -> None:
+    """Where piq.psnr's +1e-8 on the MSE would be off by ~3e-3 dB (45+ dB), ours still equals skimage."""
+    gt = ASTRONAUT
+    rng = np.random.default_rng(1)
+    pred = _to_uint8(gt.astype(np.float64) + rng.normal(0.0, 1.0, gt.shape))
+    sk = peak_signal_noise_ratio(gt, pred, data_range=255)
+    assert sk > 45.0
+    assert psnr(_to_tensor(pred), _to_tensor(gt)).item() == pytest.approx(sk, abs=1e-9)
+
+
+def test_psnr_known_answers() -> None:
+    gt = torch.full((2, 3, 16, 24), 0.5, dtype=torch.float64)
+    offset = psnr(gt + 1.0 / 255.0, gt)
+    # A uniform offset of one grey level: 20 log10(255) = 48.1308 dB.
+    assert offset.tolist() == pytest.approx([20.0 * math.log10(255.0)] * 2, abs=1e-9)
+    assert offset[0].item() == pytest.approx(48.1308, abs=1e-4)
+    assert psnr(gt, gt).tolist() == pytest.approx([100.0, 100.0], abs=1e-9)  # the MSE floor: not inf
+    # Symmetric in its arguments and independent of the input dtype.
+    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    y = quantize_uint8(x + 0.05)
+    assert psnr(x, y).item() == pytest.approx(psnr(y, x).item(), abs=1e-12)
+    assert psnr(x.float(), y.float()).item() == pytest.approx(psnr(x.double(), y.double()).item(), abs=1e-5)
+
+
+def test_ssim_known_answers() -> None:
+    x = torch.rand(3, 3, 20, 31, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert ssim(x, x).tolist() == pytest.approx([1.0, 1.0, 1.0], abs=1e-12)
+    assert ssim(x, 1.0 - x).max().item() < 0.0  # anti-correlated structure
+    assert ssim(x[:, :, :11, :11], x[:, :, :11, :11]).shape == (3,)  # the window size itself is allowed
+
+
+def test_quantize_uint8() -> None:
+    x = torch.tensor([-0.3, 0.0, 0.49 / 255, 0.51 / 255, 1.0 / 255, 100.4 / 255, 100.6 / 255, 1.0, 1.7])
+    expected = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 100.0, 101.0, 255.0, 255.0]) / 255
+    assert torch.equal(quantize_uint8(x), expected)
+    # Exact ties go to the even neighbour, like numpy.round in BasicSR's tensor2img and skimage's img_as_ubyte.
+    ties = torch.tensor([0.5, 1.5, 2.5, 127.5, 254.5], dtype=torch.float64) / 255
+    assert (quantize_uint8(ties) * 255).tolist() == [0.0, 2.0, 2.0, 128.0, 254.0]
+    assert (quantize_uint8(ties) * 255).tolist() == np.round(ties.numpy() * 255).tolist()
+    grid = torch.arange(256, dtype=torch.float32) / 255
+    assert torch.equal(quantize_uint8(grid), grid)  # idempotent on the 8-bit grid
+    assert quantize_uint8(grid.double()).dtype == torch.float64
+
+
+def _rgb(*shape: int, value: float = 0.5) -> torch.Tensor:
+    return torch.full(shape, value)
+
+
+@pytest.mark.parametrize(
+    ("pred", "target", "match"),
+    [
+        (_rgb(1, 3, 16, 16), _rgb(1, 3, 16, 17), "shapes differ"),
+        (_rgb(3, 16, 16), _rgb(3, 16, 16), r"\(N, 3, H, W\).*\(3, 16, 16\)"),
+        (_rgb(1, 1, 16, 16), _rgb(1, 1, 16, 16), r"\(N, 3, H, W\).*\(1, 1, 16, 16\)"),
+        (_rgb(1, 4, 16, 16), _rgb(1, 4, 16, 16), r"RGB batch, got shape \(1, 4, 16, 16\)"),
+        (_rgb(0, 3, 16, 16), _rgb(0, 3, 16, 16), "empty"),
+        (_rgb(1, 3, 16, 16, value=1.02), _rgb(1, 3, 16, 16), r"pred values must lie in \[0, 1\].*max 1.02"),
+        (_rgb(1, 3, 16, 16), _rgb(1, 3, 16, 16, value=-0.1), r"target values must lie in \[0, 1\].*min -0.1"),
+        (_rgb(1, 3, 16, 16, value=200.0), _rgb(1, 3, 16, 16), "max 200.*1/255"),
+        (_rgb(1, 3, 16, 16, value=float("nan")), _rgb(1, 3, 16, 16), "NaN"),
+        (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), _rgb(1, 3, 16, 16), "floating.*uint8"),
+        (np.zeros((1, 3, 16, 16)), _rgb(1, 3, 16, 16), "torch.Tensor"),
+    ],
+)
+def test_bad_inputs_raise(pred: torch.Tensor, target: torch.Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        psnr(pred, target)
+    with pytest.raises(ValueError, match=match):
+        ssim(pred, target)
+
+
+def test_ssim_rejects_images_smaller_than_the_window() -> None:
+    x = _rgb(1, 3, 10, 64)
+    with pytest.raises(ValueError, match=r"at least 11x11 pixels.*got 10x64"):
+        ssim(x, x)
+    assert psnr(x, x).shape == (1,)  # PSNR has no minimum size
+
+
+def test_unknown_ssim_variant_lists_known_ones() -> None:
+    x = _rgb(1, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"unknown ssim variant 'matlab3d'; known variants: gaussian2d"):
+        ssim(x, x, variant="matlab3d")
+    assert set(SSIM_VARIANTS) == {"gaussian2d"}

@@ -1,0 +1,87 @@
+"""The registry matrix: every registered model gets the same checks, so new models are tested for free."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.tlc import to_local
+from models import create_model, list_models
+
+# Full-size models are checked at the smallest input their architecture accepts; the *_tiny ones at odd sizes too.
+MODELS = list_models()
+
+
+def _size(name: str) -> tuple[int, int]:
+    return (32, 32)
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def model(request: pytest.FixtureRequest):
+    torch.manual_seed(0)
+    return create_model(request.param)
+
+
+def test_registry_names_are_unique_and_keys() -> None:
+    assert len(MODELS) == len(set(MODELS))
+    assert "identity" in MODELS and "mimo_unet" in MODELS and "mimo_unet_tiny" in MODELS
+    for name in MODELS:
+        assert create_model(name).registry_name == name
+
+
+def test_unknown_model_and_override_are_errors() -> None:
+    with pytest.raises(KeyError, match=r"unknown model 'nope'.*identity"):
+        create_model("nope")
+    with pytest.raises(TypeError, match="bad override"):
+        create_model("mimo_unet_tiny", not_a_field=3)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (23, 37)])
+def test_forward_keeps_shape_any_size(model, size: tuple[int, int]) -> None:
+    model.eval()
+    lq = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        out = model(lq)
+    assert out.shape == lq.shape
+    assert torch.isfinite(out).all()
+
+
+def test_every_parameter_gets_a_gradient(model) -> None:
+    model.train()
+    torch.manual_seed(1)
+    h, w = _size(model.registry_name)
+    m = model.pad_multiple
+    h, w = -(-h // m) * m, -(-w // m) * m
+    lq, gt = torch.rand(2, 3, h, w), torch.rand(2, 3, h, w)
+    out = model.forward_train(lq, gt)
+    assert out.restored.shape == lq.shape
+    terms = model.loss(out, gt)
+    assert "total" in terms and torch.isfinite(terms["total"])
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not params:
+        assert model.registry_name == "identity"
+        return
+    model.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    missing = [n for n, p in params if p.grad is None]
+    assert not missing, f"{model.registry_name}: no gradient for {missing[:10]}"
+    bad = [n for n, p in params if not torch.isfinite(p.grad).all()]
+    assert not bad, f"{model.registry_name}: non-finite gradient for {bad[:10]}"
+
+
+def test_training_crop_must_fit_pad_multiple(model) -> None:
+    if model.pad_multiple == 1:
+        pytest.skip("any crop size works")
+    bad = torch.rand(1, 3, model.pad_multiple * 4 + 1, model.pad_multiple * 4)
+    with pytest.raises(ValueError, match="not a multiple"):
+        model.forward_train(bad, bad)
+
+
+def test_to_local_converts_a_working_copy(model) -> None:
+    model.eval()
+    local = to_local(model, (32, 32))
+    assert local is not model
+    assert local.state_dict().keys() == model.state_dict().keys()
+    lq = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        assert local(lq).shape == lq.shape

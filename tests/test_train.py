@@ -1,0 +1,161 @@
+"""Training: atomic checkpoints, resume after a real kill, NaN guard, MLflow records."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from benchmark import io
+from benchmark.config import SchedulerConfig
+from benchmark.train import NonFiniteLossError, epoch_batches, fingerprint, lr_factor, run_training
+from tests.conftest import REPO, small_overrides
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_atomic_write_keeps_old_file_when_writer_dies(tmp_path: Path) -> None:
+    target = tmp_path / "ckpt.pt"
+    io.save_torch(target, {"step": 1})
+
+    def dies_midway(f) -> None:
+        f.write(b"partial bytes")
+        raise KeyboardInterrupt  # as if the process were interrupted during the write
+
+    with pytest.raises(KeyboardInterrupt):
+        io.atomic_write(target, dies_midway)
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temp file left behind
+
+
+def test_epoch_batches_are_a_seeded_partition() -> None:
+    a = epoch_batches(10, 3, seed=0, epoch=0)
+    assert a == epoch_batches(10, 3, seed=0, epoch=0)
+    assert a != epoch_batches(10, 3, seed=0, epoch=1)
+    assert len(a) == 3 and all(len(b) == 3 for b in a)
+    assert len({i for b in a for i in b}) == 9
+
+
+def test_lr_schedules_known_values() -> None:
+    step = SchedulerConfig(name="step", step_epochs=2, gamma=0.5)
+    # 10 steps per epoch: halved after 20 and 40 steps (the paper: halved every 500 epochs).
+    assert [lr_factor(s, step, base_lr=1e-4, total_steps=60, steps_per_epoch=10) for s in (0, 19, 20, 40)] == [
+        1.0,
+        1.0,
+        0.5,
+        0.25,
+    ]
+    cos = SchedulerConfig(name="cosine", min_lr=1e-5)
+    assert lr_factor(0, cos, base_lr=1e-3, total_steps=100, steps_per_epoch=1) == pytest.approx(1.0)
+    assert lr_factor(50, cos, base_lr=1e-3, total_steps=100, steps_per_epoch=1) == pytest.approx(0.505)
+    assert lr_factor(100, cos, base_lr=1e-3, total_steps=100, steps_per_epoch=1) == pytest.approx(0.01)
+
+
+def test_short_run_writes_checkpoints_and_mlflow_run(small_cfg) -> None:
+    cfg = small_cfg("model=mimo_unet_tiny")
+    result = run_training(cfg)
+    assert result.steps == 6 and result.resumed_from == 0
+    last = torch.load(result.last_path, weights_only=True)
+    assert last["step"] == 6 and last["fingerprint"] == fingerprint(cfg)
+    assert set(last) >= {"model", "optimizer", "scheduler", "rng", "step", "config"}
+    assert _weights(result.final_path).keys() == last["model"].keys()
+    assert result.val_psnr is not None and 5 < result.val_psnr < 60
+    run = mlflow.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model"] == "mimo_unet_tiny" and run.data.tags["kind"] == "train"
+    assert run.data.tags["dataset"] == "synthblur" and len(run.data.tags["dataset_hash"]) >= 16
+    assert run.data.params["train.batch_size"] == "2"
+    history = mlflow.MlflowClient().get_metric_history(result.mlflow_run_id, "loss/total")
+    assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
+    # Running again with the same config resumes at the end: nothing retrained, same weights.
+    again = run_training(cfg)
+    assert again.resumed_from == 6
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(_weights(result.final_path).values(), _weights(again.final_path).values(), strict=True)
+    )
+
+
+def test_identity_has_nothing_to_train(small_cfg) -> None:
+    result = run_training(small_cfg("model=identity"))
+    assert result.steps == 0 and _weights(result.final_path) == {}
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(small_cfg) -> None:
+    # An absurd learning rate overflows the weights after the first update, so step 2 has a non-finite loss.
+    cfg = small_cfg(
+        "model=mimo_unet_tiny", "train.optimizer.lr=1e30", "train.checkpoint_every=1", "train.val_every=100"
+    )
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step \d+.*last good checkpoint"):
+        run_training(cfg)
+    last = Path(cfg.paths.checkpoints) / "mimo_unet_tiny-synthblur" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    assert state["step"] >= 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (last.parent / "final.pt").exists()
+
+
+def _train_cmd(root: Path, work: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "benchmark.train",
+        "model=mimo_unet_tiny",
+        *small_overrides(
+            root,
+            work,
+            "train.crop_size=96",
+            "train.batch_size=4",
+            "train.max_steps=40",
+            "train.checkpoint_every=4",
+            "train.val_every=1000",
+        ),
+    ]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_reaches_the_same_weights(tiny_synth: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = subprocess.run(
+        _train_cmd(tiny_synth, tmp_path / "ref"), cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert ref.returncode == 0, ref.stderr[-2000:]
+
+    work = tmp_path / "killed"
+    last = work / "checkpoints" / "mimo_unet_tiny-synthblur" / "last.pt"
+    proc = subprocess.Popen(
+        _train_cmd(tiny_synth, work), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    killed_at = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.exists():
+            step = torch.load(last, weights_only=True)["step"]
+            if 8 <= step < 36:
+                proc.send_signal(signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert killed_at is not None, "the run finished before it could be killed; make it longer"
+    assert not (last.parent / "final.pt").exists()
+
+    resumed = subprocess.run(
+        _train_cmd(tiny_synth, work), cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stderr
+    assert not [p for p in last.parent.iterdir() if p.name.endswith(".tmp")]
+    a = _weights(tmp_path / "ref" / "checkpoints" / "mimo_unet_tiny-synthblur" / "final.pt")
+    b = _weights(last.parent / "final.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
