@@ -321,7 +321,7 @@ def run_training(cfg: DictConfig) -> TrainResult:
                         },
                         step=step,
                     )
-                    bar.set_postfix(loss=f"{float(total):.4f}")
+                    bar.set_postfix(loss=f"{float(total.detach()):.4f}")
                 if val_set is not None and (step % tcfg.val_every == 0 or step == total_steps):
                     val_psnr = validate(model, val_set, device, protocol)
                     run.log_metrics({"val/psnr": val_psnr}, step=step)

@@ -95,7 +95,9 @@ def test_dvc_repro_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
     _run(["dvc", "repro"], root, env)
 
     table = (root / "results" / "tables" / "synthblur.md").read_text()
-    assert "| identity |" in table and "| mimo_unet_tiny |" in table
+    for row in ("identity", "mimo_unet_tiny", "msfsnet_tiny", "msfsnet_tiny-Local"):
+        assert f"| {row} |" in table
+    assert "| identity-Local |" not in table and "| mimo_unet_tiny-Local |" not in table  # TLC not applicable
     assert "SSIM variant `gaussian2d`" in table
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], root, env).stdout)
     flat = json.dumps(metrics)
@@ -104,9 +106,16 @@ def test_dvc_repro_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["msfs-bench"])
     kinds = runs["tags.kind"].value_counts().to_dict()
-    assert kinds.get("train") == 2 and kinds.get("evaluate") == 3 and kinds.get("report") == 1
+    # 3 trainings; evaluations: 3 plain + MSFS-Net-Local (TLC does not apply to identity and MIMO-UNet).
+    assert kinds.get("train") == 3 and kinds.get("evaluate") == 4 and kinds.get("report") == 1
     assert set(runs["status"]) == {"FINISHED"}
-    assert set(runs.loc[runs["tags.kind"] == "evaluate", "tags.model"]) == {"identity", "mimo_unet_tiny"}
+    evaluated = runs.loc[runs["tags.kind"] == "evaluate", ["tags.model", "tags.tlc"]]
+    assert sorted(map(tuple, evaluated.values.tolist())) == [
+        ("identity", "false"),
+        ("mimo_unet_tiny", "false"),
+        ("msfsnet_tiny", "false"),
+        ("msfsnet_tiny", "true"),
+    ]
 
     second = _run(["dvc", "repro"], root, env)
     assert "Data and pipelines are up to date" in second.stdout
