@@ -18,7 +18,8 @@ from benchmark.synth import SynthParams, generate_synthblur
 
 REPO = Path(__file__).resolve().parents[1]
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread: the test tensors are tiny (threading overhead dominates), and test subprocesses may share the cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)
