@@ -297,7 +297,7 @@ def run_training(cfg: DictConfig) -> TrainResult:
                     terms = model.loss(out, gt)
                 total = terms["total"]
                 if not torch.isfinite(total):
-                    values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                    values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                     raise NonFiniteLossError(
                         f"{cfg.model.name}-{cfg.dataset.name}: non-finite loss at step {step + 1} ({values}). "
                         f"Nothing was written after the last good checkpoint "

@@ -113,9 +113,9 @@ def _train_cmd(root: Path, work: Path) -> list[str]:
         *small_overrides(
             root,
             work,
-            "train.crop_size=96",
+            "train.crop_size=64",
             "train.batch_size=4",
-            "train.max_steps=40",
+            "train.max_steps=200",
             "train.checkpoint_every=4",
             "train.val_every=1000",
         ),
@@ -140,7 +140,7 @@ def test_resume_after_kill_reaches_the_same_weights(tiny_synth: Path, tmp_path: 
     while time.monotonic() < deadline and proc.poll() is None:
         if last.exists():
             step = torch.load(last, weights_only=True)["step"]
-            if 8 <= step < 36:
+            if 8 <= step < 180:
                 proc.send_signal(signal.SIGKILL)
                 killed_at = step
                 break
