@@ -150,7 +150,8 @@ def test_killed_repro_completes_when_run_again(project: tuple[Path, dict[str, st
 
     again = _run(["dvc", "repro"], root, env)
     assert "resuming" in again.stderr
-    assert _run(["dvc", "status"], root, env).stdout.strip().endswith("Data and pipelines are up to date.")
+    # The pipeline only: data.dvc reports "not in cache" in any clone without a DVC remote, by design.
+    assert _run(["dvc", "status", "dvc.yaml"], root, env).stdout.strip() == "Data and pipelines are up to date."
     assert not list((root / "checkpoints").rglob("*.tmp"))
     record = json.loads((root / "results/runs/synthblur/synthblur/mimo_unet_tiny.json").read_text())
     assert record["applicable"] is True and record["psnr"] > 0
