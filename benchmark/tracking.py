@@ -70,11 +70,16 @@ class Run:
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self._mlflow is None:
             return
-        flat = {k: ("null" if v is None else v) for k, v in flatten(params).items()}
-        # MLflow refuses to change a logged param; on resume the same values are logged again, which it accepts.
-        items = list(flat.items())
+        flat = {k: str("null" if v is None else v) for k, v in flatten(params).items()}
+        # MLflow refuses to change a logged param, yet a resumed run may legitimately differ in keys that do not
+        # affect the weights (train.log_every, ...): keep the first value as the param, record the new one as a tag.
+        logged = self._mlflow.get_run(self.run_id).data.params
+        changed = {f"resumed_param.{k}": v for k, v in flat.items() if k in logged and logged[k] != v}
+        items = [(k, v) for k, v in flat.items() if k not in logged]
         for i in range(0, len(items), 100):
             self._mlflow.log_params(dict(items[i : i + 100]))
+        if changed:
+            self.set_tags(changed)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._mlflow is not None:

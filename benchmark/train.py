@@ -20,7 +20,6 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +141,7 @@ def load_train_state(path: Path) -> dict[str, Any]:
 @torch.no_grad()
 def validate(model: DeblurModel, dataset: PairedDataset, device: torch.device, protocol: Protocol) -> float:
     """Mean PSNR over the validation pairs (full images), scored with the dataset's protocol."""
-    from benchmark.evaluate import evaluate
+    from benchmark.evaluate import evaluate  # evaluate imports this module (select_device, run_dir)
 
     was_training = model.training
     model.eval()
@@ -150,10 +149,6 @@ def validate(model: DeblurModel, dataset: PairedDataset, device: torch.device, p
     result = evaluate(model, loader, protocol, device=device, progress=False)
     model.train(was_training)
     return result.means["psnr"]
-
-
-def _batches_from(loader: torch.utils.data.DataLoader) -> Iterator[dict[str, Any]]:
-    yield from loader
 
 
 def run_training(cfg: DictConfig) -> TrainResult:
@@ -282,7 +277,7 @@ def run_training(cfg: DictConfig) -> TrainResult:
                 # A private generator: creating a loader iterator must not consume the global RNG (resume exactness).
                 generator=torch.Generator().manual_seed(cfg.seed + epoch),
             )
-            for batch in _batches_from(loader):
+            for batch in loader:
                 if step >= total_steps:
                     break
                 lq = batch["lq"].to(device, non_blocking=True)

@@ -159,3 +159,15 @@ def test_resume_after_kill_reaches_the_same_weights(tiny_synth: Path, tmp_path: 
     b = _weights(last.parent / "final.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
+
+
+def test_resume_with_changed_logging_settings_keeps_the_mlflow_run(small_cfg) -> None:
+    # log_every and checkpoint_every do not change the weights, so a run resumes under new values of them; MLflow
+    # refuses to change a logged param, so the new values must be recorded without failing the resumed run.
+    first = run_training(small_cfg("model=mimo_unet_tiny", "train.max_steps=4"))
+    resumed = run_training(small_cfg("model=mimo_unet_tiny", "train.max_steps=4", "train.log_every=2"))
+    assert resumed.resumed_from == 4 and resumed.mlflow_run_id == first.mlflow_run_id
+    run = mlflow.get_run(resumed.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.log_every"] == "1"  # the value the run started with
+    assert run.data.tags["resumed_param.train.log_every"] == "2"
