@@ -22,7 +22,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-SHARED_SECTIONS = ("train", "eval", "tracking", "seed", "paths")
+SHARED_SECTIONS = ("train", "recipe", "eval", "tracking", "seed", "paths")
 
 
 class ConfigError(ValueError):
@@ -45,9 +45,51 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose ``conf/config.yaml`` with Hydra overrides, exactly as the entry points and `dvc exp run` do."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
+    if GlobalHydra.instance().is_initialized():  # inside a @hydra.main entry point, whose search path is conf/
+        return hydra_compose(config_name="config", overrides=list(overrides))
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+RECIPES = ("common", "published")
+EXECUTION_TRAIN_KEYS = ("checkpoint_every", "val_every", "log_every", "num_workers", "resume", "device")
+"""``train`` keys that say how a run executes, not what it learns: kept from the common section under any recipe."""
+
+
+def resolve_recipe(cfg: DictConfig) -> DictConfig:
+    """Apply ``cfg.recipe``: which training recipe a model is trained with.
+
+    - ``common`` (default): the ``train`` section as composed (``train=<profile>``), the same for every model: a
+      controlled comparison.
+    - ``published``: the ``train`` section becomes the profile named by the model file's ``recipe`` key
+      (``conf/train/<recipe>.yaml``, each the release's own optimiser, schedule, batch, crop and augmentation), except
+      the execution keys (``EXECUTION_TRAIN_KEYS``), which stay as set. A model with ``recipe: null`` (identity: nothing
+      to train) keeps the common section.
+
+    The loss is always the model's own (``DeblurModel.loss``): multi-output supervision is part of each architecture.
+    """
+    recipe = cfg.get("recipe", "common")
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe: must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    profile = cfg.model.get("recipe")
+    if recipe == "common" or profile is None:
+        return cfg
+    if not (CONF_DIR / "train" / f"{profile}.yaml").is_file():
+        raise ConfigError(
+            f"model.recipe: {cfg.model.name!r} names train profile {profile!r}, but conf/train/{profile}.yaml does "
+            f"not exist; fix conf/model/{cfg.model.name}.yaml or use recipe=common"
+        )
+    published = OmegaConf.to_container(compose([f"train={profile}"]).train, resolve=True)
+    assert isinstance(published, dict)
+    for key in EXECUTION_TRAIN_KEYS:
+        if key in cfg.train:
+            published[key] = cfg.train[key]
+    merged = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(merged, dict)
+    merged["train"] = published
+    return OmegaConf.create(merged)
 
 
 def apply_params_file(cfg: DictConfig) -> DictConfig:
@@ -179,6 +221,7 @@ class SchedulerConfig:
     step_epochs: int = 500
     gamma: float = 0.5
     min_lr: float = 0.0
+    warmup_epochs: int = 0
 
     def validate(self, prefix: str) -> None:
         _require(
@@ -189,6 +232,7 @@ class SchedulerConfig:
         _require(self.step_epochs > 0, f"{prefix}.step_epochs", f"must be > 0, got {self.step_epochs}")
         _require(0 < self.gamma <= 1, f"{prefix}.gamma", f"must lie in (0, 1], got {self.gamma}")
         _require(self.min_lr >= 0, f"{prefix}.min_lr", f"must be >= 0, got {self.min_lr}")
+        _require(self.warmup_epochs >= 0, f"{prefix}.warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
 
 
 @dataclass(frozen=True)
@@ -208,6 +252,7 @@ class TrainConfig:
     bf16: bool = False
     channels_last: bool = False
     resume: bool | str = "auto"
+    augment: str = "flips"
 
     def validate(self, prefix: str) -> None:
         for name in ("epochs", "batch_size", "crop_size", "checkpoint_every", "val_every", "log_every"):
@@ -222,6 +267,13 @@ class TrainConfig:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"{prefix}.device",
             f"must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
+        from benchmark.data import AUGMENTATIONS
+
+        _require(
+            self.augment in AUGMENTATIONS,
+            f"{prefix}.augment",
+            f"must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}",
         )
         _require(
             self.resume in (True, False, "auto"),

@@ -274,12 +274,22 @@ def split_train_val(pairs: Sequence[Pair], val_count: int) -> tuple[list[str], l
     return names[:cut], names[cut:]
 
 
+AUGMENTATIONS: dict[str, str] = {
+    "none": "no augmentation",
+    "hflip": "random horizontal flip (MIMO-UNet, MSFS-Net)",
+    "flips": "random horizontal and vertical flips",
+    "dihedral": "random horizontal flip, vertical flip and transposition: the 8 symmetries of the square (BasicSR's "
+    "flip + rot90, used by NAFNet and HINet; MPRNet's 8-way flip/rotation augmentation)",
+}
+"""Training augmentations; the values are what each one draws, with the recipes that use it."""
+
+
 class PairedDataset(torch.utils.data.Dataset):
     """(blurry, sharp) pairs of one split, as float tensors.
 
-    Training mode (``crop_size`` set, ``augment=True``): a random ``crop_size`` window, the same in both images,
-    then random horizontal and vertical flips. Test mode (``crop_size=None, augment=False``): full images (batch
-    size 1 when the sizes differ).
+    Training mode (``crop_size`` set): a random ``crop_size`` window, the same in both images, then the ``augment``
+    draws (see :data:`AUGMENTATIONS`). Test mode (``crop_size=None, augment="none"``): full images (batch size 1 when
+    the sizes differ).
 
     Randomness is a pure function of ``(seed, epoch, index)``: item ``i`` of epoch ``e`` draws from
     ``np.random.default_rng((seed, e, i))``, so results do not depend on the number of workers, the order items
@@ -291,8 +301,8 @@ class PairedDataset(torch.utils.data.Dataset):
         root: Dataset root (e.g. ``data/synthblur``).
         split: Split folder under root (``"train"`` or ``"test"``).
         crop_size: Side of the random square crop; ``None`` for full images.
-        augment: Apply random horizontal and vertical flips.
-        seed: Seed of the crop and flip draws.
+        augment: A key of :data:`AUGMENTATIONS`; each recipe names the one its release used.
+        seed: Seed of the crop and augmentation draws.
         names: Keep only these pairs, in this order (e.g. from :func:`split_train_val`); ``None`` keeps all.
         verify: Decode every image at construction (see :func:`find_pairs`).
 
@@ -307,7 +317,7 @@ class PairedDataset(torch.utils.data.Dataset):
         split: str,
         *,
         crop_size: int | None,
-        augment: bool,
+        augment: str,
         seed: int = 0,
         names: Sequence[str] | None = None,
         verify: bool = False,
@@ -332,6 +342,10 @@ class PairedDataset(torch.utils.data.Dataset):
                     )
         if seed < 0:
             raise DatasetError(f"seed must be >= 0, got {seed}")
+        if augment not in AUGMENTATIONS:
+            raise DatasetError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
+        if augment == "dihedral" and crop_size is None:
+            raise DatasetError("augment=dihedral transposes images and needs square crops (set crop_size)")
         self.pairs: list[Pair] = pairs
         self.crop_size = crop_size
         self.augment = augment
@@ -376,11 +390,14 @@ class PairedDataset(torch.utils.data.Dataset):
             left = int(rng.integers(0, lq.shape[1] - self.crop_size + 1))
             window = np.s_[top : top + self.crop_size, left : left + self.crop_size]
             lq, gt = lq[window], gt[window]
-        if self.augment:
-            if rng.random() < 0.5:
-                lq, gt = lq[:, ::-1], gt[:, ::-1]
-            if rng.random() < 0.5:
-                lq, gt = lq[::-1], gt[::-1]
+        # Draw order is fixed (horizontal, vertical, transpose) so that "flips" draws exactly what it drew before
+        # "dihedral" existed, and a resumed run replays the same augmentations.
+        if self.augment != "none" and rng.random() < 0.5:
+            lq, gt = lq[:, ::-1], gt[:, ::-1]
+        if self.augment in ("flips", "dihedral") and rng.random() < 0.5:
+            lq, gt = lq[::-1], gt[::-1]
+        if self.augment == "dihedral" and rng.random() < 0.5:
+            lq, gt = lq.transpose(1, 0, 2), gt.transpose(1, 0, 2)
         return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "name": pair.name}
 
 

@@ -1,4 +1,4 @@
-"""Evaluation: ``python -m benchmark.evaluate model=<name> dataset=<name> checkpoint=<path> tlc=<bool>``.
+"""Evaluation: ``python -m benchmark.evaluate model=<name> dataset=<name> [checkpoint=<path>|release] tlc=<bool>``.
 
 ``tlc=[false,true]`` scores the plain and the TLC-converted model in one process (the pipeline's evaluate stages).
 
@@ -26,7 +26,16 @@ from omegaconf import DictConfig, ListConfig
 from tqdm import tqdm
 
 from benchmark import io
-from benchmark.config import ConfigError, EvalConfig, Protocol, apply_params_file, build, model_overrides, to_dict
+from benchmark.config import (
+    ConfigError,
+    EvalConfig,
+    Protocol,
+    apply_params_file,
+    build,
+    model_overrides,
+    resolve_recipe,
+    to_dict,
+)
 from benchmark.data import DatasetError, PairedDataset, dataset_fingerprint
 from benchmark.metrics import psnr, quantize_uint8, ssim
 from benchmark.tlc import count_local_layers, to_local
@@ -80,14 +89,75 @@ def evaluate(
 
 
 def result_paths(cfg: DictConfig, tlc: bool) -> tuple[Path, Path]:
-    """``results/runs/<train dataset>/<dataset>/<model>[-local].{json,csv}``."""
-    base = Path(cfg.paths.results) / "runs" / train_dataset(cfg) / cfg.dataset.name
+    """``results/runs/<source>/<dataset>/<model>[-local].{json,csv}``.
+
+    ``<source>`` is the training dataset of weights trained here, or ``release`` for the authors' released weights
+    (``checkpoint=release``), so the two never overwrite each other.
+    """
+    source = "release" if _is_release(cfg) else train_dataset(cfg)
+    base = Path(cfg.paths.results) / "runs" / source / cfg.dataset.name
     stem = f"{cfg.model.name}-local" if tlc else cfg.model.name
     return base / f"{stem}.json", base / f"{stem}.csv"
 
 
 def train_dataset(cfg: DictConfig) -> str:
+    """The dataset the scored weights were trained on."""
+    if _is_release(cfg):
+        return str(_release(cfg)["trained_on"])
     return cfg.get("train_dataset") or cfg.dataset.name
+
+
+def _is_release(cfg: DictConfig) -> bool:
+    return cfg.get("checkpoint") == "release"
+
+
+def _release(cfg: DictConfig) -> DictConfig:
+    release = cfg.model.get("release")
+    if not release:
+        raise ConfigError(
+            f"checkpoint=release: model {cfg.model.name!r} has no released weights (conf/model/{cfg.model.name}.yaml "
+            "release: null); pass checkpoint=<path> instead"
+        )
+    return release
+
+
+def checkpoint_path(cfg: DictConfig, model_has_weights: bool) -> Path | None:
+    """The weights ``cfg.checkpoint`` names: null = this pipeline's ``final.pt``, ``release``, or a path."""
+    if _is_release(cfg):
+        release = _release(cfg)
+        path = Path(cfg.paths.data) / "external" / "checkpoints" / cfg.model.name / str(release["file"])
+        if not path.is_file():
+            raise CheckpointError(
+                f"checkpoint=release: {path} does not exist. Download {release['file']} from {release['url']} "
+                f"({release['source']}) and place it there; data.dvc tracks that folder (`dvc add data/external`)."
+            )
+        return path
+    if cfg.checkpoint:
+        return Path(cfg.checkpoint)
+    if model_has_weights:
+        return run_dir(cfg, train_dataset(cfg)) / "final.pt"
+    return None
+
+
+def tlc_train_size(cfg: DictConfig, ecfg: EvalConfig, checkpoint: Path | None) -> tuple[int, str]:
+    """The training crop the TLC window is scaled from, and where that number came from.
+
+    In order: ``eval.tlc.train_size``; the release's ``train_size`` for ``checkpoint=release``; the ``train.crop_size``
+    recorded in a checkpoint this harness trained; the current ``train.crop_size``.
+    """
+    if ecfg.tlc.train_size:
+        return int(ecfg.tlc.train_size), "eval.tlc.train_size"
+    if _is_release(cfg):
+        return int(_release(cfg)["train_size"]), f"conf/model/{cfg.model.name}.yaml release.train_size"
+    if checkpoint is not None:
+        try:
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception:  # unreadable files were already reported by load_checkpoint
+            saved = None
+        crop = saved.get("config", {}).get("train", {}).get("crop_size") if isinstance(saved, dict) else None
+        if isinstance(crop, int):
+            return crop, f"{checkpoint} (train.crop_size it was trained with)"
+    return int(cfg.train.crop_size), "train.crop_size"
 
 
 def _sha256(path: Path) -> str:
@@ -108,15 +178,14 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     json_path, csv_path = result_paths(cfg, cfg.tlc)
 
     model = create_model(cfg.model.name, **model_overrides(cfg))
-    checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else None
-    if checkpoint is None and len(model.state_dict()) > 0:
-        checkpoint = run_dir(cfg, train_dataset(cfg)) / "final.pt"
+    checkpoint = checkpoint_path(cfg, model_has_weights=len(model.state_dict()) > 0)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     record: dict[str, Any] = {
         "model": cfg.model.name,
         "row": f"{cfg.model.name}-Local" if cfg.tlc else cfg.model.name,
         "train_dataset": train_dataset(cfg),
+        "weights": "release" if _is_release(cfg) else ("file" if cfg.checkpoint else "pipeline"),
         "dataset": cfg.dataset.name,
         "tlc": bool(cfg.tlc),
         "checkpoint": str(checkpoint) if checkpoint else None,
@@ -125,10 +194,15 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         "protocol_text": protocol.describe(),
     }
     if cfg.tlc:
-        size = ecfg.tlc.train_size or int(cfg.train.crop_size)
+        size, size_source = tlc_train_size(cfg, ecfg, checkpoint)
         converted = to_local(model, (size, size), base_ratio=ecfg.tlc.base_ratio)
         replaced = count_local_layers(converted)
-        record |= {"tlc_train_size": size, "tlc_base_ratio": ecfg.tlc.base_ratio, "tlc_layers": replaced}
+        record |= {
+            "tlc_train_size": size,
+            "tlc_train_size_source": size_source,
+            "tlc_base_ratio": ecfg.tlc.base_ratio,
+            "tlc_layers": replaced,
+        }
         if replaced == 0:
             # TLC changes nothing in a model without global statistics: record that instead of a duplicate row.
             record |= {"applicable": False, "reason": "no global-statistics layer (AdaptiveAvgPool2d/InstanceNorm2d)"}
@@ -140,14 +214,14 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     model = model.to(device)
 
     root = Path(cfg.dataset.root)
-    test_set = PairedDataset(root, "test", crop_size=None, augment=False)
+    test_set = PairedDataset(root, "test", crop_size=None, augment="none")
     loader = torch.utils.data.DataLoader(test_set, batch_size=ecfg.batch_size, shuffle=False)
     tags = {
         "kind": "evaluate",
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
         "train_dataset": train_dataset(cfg),
-        "profile": cfg.train.profile,
+        "profile": "release" if _is_release(cfg) else cfg.train.profile,
         "tlc": str(bool(cfg.tlc)).lower(),
         "dataset_hash": dataset_fingerprint(root),
         "protocol": protocol.describe(),
@@ -189,7 +263,7 @@ def tlc_settings(value: object) -> list[bool]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
-        cfg = apply_params_file(cfg)
+        cfg = resolve_recipe(apply_params_file(cfg))
         for local in tlc_settings(cfg.tlc):
             cfg.tlc = local
             record = run_evaluation(cfg)

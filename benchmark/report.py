@@ -19,6 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from benchmark import io
+from benchmark.complexity import render_table as render_complexity
 from benchmark.config import ConfigError, apply_params_file
 from benchmark.tracking import start_run
 
@@ -117,11 +118,21 @@ def render_table(records: Sequence[Record], *, title: str) -> str:
 def run_report(cfg: DictConfig) -> list[Path]:
     results = Path(cfg.paths.results)
     written = []
+    recipe = (
+        f"profile `{cfg.train.profile}`" if cfg.get("recipe", "common") == "common" else "each model's published recipe"
+    )
     for train_ds in cfg.pipeline.datasets:
         records = load_records(results, list(cfg.pipeline.models), [train_ds], (False, True))
-        text = render_table(records, title=f"Models trained on {train_ds} (profile `{cfg.train.profile}`)")
+        text = render_table(records, title=f"Models trained on {train_ds} ({recipe})")
         path = results / "tables" / f"{train_ds}.md"
         io.write_text(path, text)
+        written.append(path)
+    # The complexity table is measured by `python -m benchmark.complexity` (minutes; not a stage) and re-rendered
+    # here from its JSON records, because this stage owns results/tables/.
+    measured = sorted((results / "complexity").glob("*.json"))
+    if measured:
+        path = results / "tables" / "complexity.md"
+        io.write_text(path, render_complexity([json.loads(p.read_text()) for p in measured]))
         written.append(path)
     with start_run(
         enabled=bool(cfg.tracking.enabled),

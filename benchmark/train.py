@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from benchmark import io
 from benchmark.config import (
+    EXECUTION_TRAIN_KEYS,
     ConfigError,
     OptimizerConfig,
     Protocol,
@@ -39,6 +40,7 @@ from benchmark.config import (
     apply_params_file,
     build,
     model_overrides,
+    resolve_recipe,
     to_dict,
 )
 from benchmark.data import DatasetError, PairedDataset, dataset_fingerprint, find_pairs, split_train_val
@@ -46,9 +48,6 @@ from benchmark.tracking import start_run
 from models import CheckpointError, DeblurModel, create_model
 
 CHECKPOINT_FORMAT = "msfs-bench/train-state/1"
-# Keys that change how a run is executed or logged but not the weights it reaches: excluded from the fingerprint so
-# that e.g. changing checkpoint_every does not restart a run.
-_NON_SEMANTIC_TRAIN_KEYS = ("checkpoint_every", "val_every", "log_every", "num_workers", "resume", "device")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -83,7 +82,7 @@ def run_dir(cfg: DictConfig, dataset: str | None = None) -> Path:
 def fingerprint(cfg: DictConfig) -> str:
     """Hash of everything that determines the trained weights; a checkpoint resumes only under the same hash."""
     plain = to_dict(cfg)
-    train = {k: v for k, v in plain["train"].items() if k not in _NON_SEMANTIC_TRAIN_KEYS}
+    train = {k: v for k, v in plain["train"].items() if k not in EXECUTION_TRAIN_KEYS}
     dataset = {k: v for k, v in plain["dataset"].items() if k not in ("protocol",)}
     payload = {"model": plain["model"], "dataset": dataset, "train": train, "seed": plain["seed"]}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -96,10 +95,15 @@ def build_optimizer(params: list[torch.nn.Parameter], cfg: OptimizerConfig) -> t
 
 def lr_factor(step: int, cfg: SchedulerConfig, *, base_lr: float, total_steps: int, steps_per_epoch: int) -> float:
     """Multiplier of the base learning rate after ``step`` optimiser steps (a pure function, so resuming is exact)."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        # Linear warm-up to the base rate (MPRNet's GradualWarmupScheduler, multiplier 1; per step, not per epoch).
+        return (step + 1) / warmup
     if cfg.name == "step":
-        return cfg.gamma ** (step // (cfg.step_epochs * steps_per_epoch))
+        return cfg.gamma ** ((step - warmup) // (cfg.step_epochs * steps_per_epoch))
     if cfg.name == "cosine":
-        t = min(step, total_steps) / max(total_steps, 1)
+        span = max(total_steps - warmup, 1)
+        t = min(step - warmup, span) / span
         floor = cfg.min_lr / base_lr
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
     return 1.0
@@ -165,8 +169,10 @@ def run_training(cfg: DictConfig) -> TrainResult:
     root = Path(cfg.dataset.root)
     pairs = find_pairs(root / "train")
     train_names, val_names = split_train_val(pairs, int(cfg.dataset.get("val_count", 0)))
-    train_set = PairedDataset(root, "train", crop_size=tcfg.crop_size, augment=True, seed=cfg.seed, names=train_names)
-    val_set = PairedDataset(root, "train", crop_size=None, augment=False, names=val_names) if val_names else None
+    train_set = PairedDataset(
+        root, "train", crop_size=tcfg.crop_size, augment=tcfg.augment, seed=cfg.seed, names=train_names
+    )
+    val_set = PairedDataset(root, "train", crop_size=None, augment="none", names=val_names) if val_names else None
     steps_per_epoch = len(train_set) // tcfg.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(
@@ -339,7 +345,7 @@ KNOWN_ERRORS = (ConfigError, DatasetError, CheckpointError, NonFiniteLossError)
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
-        result = run_training(apply_params_file(cfg))
+        result = run_training(resolve_recipe(apply_params_file(cfg)))
     except KNOWN_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -3,9 +3,12 @@
 Importing this package registers every model: ``create_model(name, **overrides)``, ``list_models()``.
 """
 
-from models import identity as _identity  # noqa: F401  (registers)
+from models import hinet as _hinet  # noqa: F401  (registers)
+from models import identity as _identity  # noqa: F401
 from models import mimo_unet as _mimo_unet  # noqa: F401
+from models import mprnet as _mprnet  # noqa: F401
 from models import msfsnet as _msfsnet  # noqa: F401
+from models import nafnet as _nafnet  # noqa: F401
 from models._registry import create_model, list_models, register_model
 from models.base import DeblurModel, LossTerms, TrainOutput
 from models.checkpoint import CheckpointError, load_checkpoint, read_state_dict

@@ -6,6 +6,8 @@ computes them the same way.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -34,3 +36,58 @@ def fft_l1(pred: Tensor, target: Tensor) -> Tensor:
     pred_spec = torch.view_as_real(torch.fft.fft2(pred.float()))
     target_spec = torch.view_as_real(torch.fft.fft2(target.float()))
     return F.l1_loss(pred_spec, target_spec)
+
+
+def psnr_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-8) -> Tensor:
+    """Negative PSNR of each image, averaged over the batch: ``10/ln(10) * mean_n log(MSE_n + eps)``.
+
+    The ``PSNRLoss`` of BasicSR as NAFNet and HINet train with it (``toY=False``, ``reduction='mean'``): the MSE is
+    taken per image over C x H x W, so every image of a batch weighs the same in dB whatever its difficulty. ``eps``
+    is the release's 1e-8; it keeps the log finite on a perfect reconstruction.
+
+    Args:
+        pred, target: (N, C, H, W), same shape, intensities in [0, 1].
+
+    Returns:
+        A scalar tensor: minus the mean PSNR in dB (peak 1), so lower is better.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"psnr_loss: shapes differ, {tuple(pred.shape)} vs {tuple(target.shape)}")
+    mse = (pred - target).pow(2).mean(dim=(1, 2, 3))
+    return (10.0 / math.log(10.0)) * torch.log(mse + eps).mean()
+
+
+def charbonnier(pred: Tensor, target: Tensor, *, eps: float = 1e-3) -> Tensor:
+    """Charbonnier distance ``mean(sqrt((pred - target)^2 + eps^2))`` (MPRNet's ``CharbonnierLoss``, eps 1e-3)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"charbonnier: shapes differ, {tuple(pred.shape)} vs {tuple(target.shape)}")
+    diff = pred - target
+    return torch.sqrt(diff * diff + eps * eps).mean()
+
+
+_EDGE_TAPS = (0.05, 0.25, 0.4, 0.25, 0.05)
+"""MPRNet's 5-tap binomial-like low-pass; its outer product is the 2-D kernel of ``laplacian``."""
+
+
+def _gauss5(x: Tensor) -> Tensor:
+    taps = torch.tensor(_EDGE_TAPS, dtype=x.dtype, device=x.device)
+    kernel = torch.outer(taps, taps).expand(x.shape[1], 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=x.shape[1])
+
+
+def laplacian(x: Tensor) -> Tensor:
+    """One level of a Laplacian pyramid at full size: ``x - G(upsample0(downsample2(G(x))) * 4)``.
+
+    ``G`` is the 5x5 separable low-pass of ``_EDGE_TAPS`` with replicate padding; downsampling keeps the even pixels,
+    upsampling puts them back into a zero image at the same places, times 4. This is the band-pass MPRNet's
+    ``EdgeLoss`` compares. (N, C, H, W) -> (N, C, H, W).
+    """
+    low = _gauss5(x)
+    sparse = torch.zeros_like(low)
+    sparse[:, :, ::2, ::2] = low[:, :, ::2, ::2] * 4
+    return x - _gauss5(sparse)
+
+
+def edge_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """MPRNet's ``EdgeLoss``: the Charbonnier distance between the ``laplacian`` band-passes of both images."""
+    return charbonnier(laplacian(pred), laplacian(target))

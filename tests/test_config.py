@@ -13,11 +13,13 @@ from benchmark.config import (
     CONF_DIR,
     ConfigError,
     EvalConfig,
+    OptimizerConfig,
     Protocol,
     TrainConfig,
     apply_params_file,
     build,
     compose,
+    resolve_recipe,
 )
 from benchmark.params import compose_params
 from models import create_model, list_models
@@ -120,3 +122,69 @@ def test_cli_bad_value_exits_with_message(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "train.batch_size: must be > 0" in proc.stderr
+
+
+def test_recipe_common_keeps_one_train_section_for_every_model() -> None:
+    for model in ("nafnet_tiny", "hinet_tiny", "mprnet_tiny"):
+        cfg = resolve_recipe(compose([f"model={model}", "train=paper"]))
+        assert cfg.train.profile == "paper" and cfg.train.optimizer.lr == 1e-4
+
+
+@pytest.mark.parametrize(
+    ("model", "profile", "lr", "batch", "augment"),
+    [
+        ("mimo_unet", "mimo_unet", 1e-4, 4, "hflip"),
+        ("msfsnet", "paper", 1e-4, 4, "hflip"),
+        ("nafnet_w64", "nafnet_w64", 1e-3, 64, "dihedral"),
+        ("hinet", "hinet", 2e-4, 64, "dihedral"),
+        ("mprnet", "mprnet", 2e-4, 16, "dihedral"),
+        ("mprnet_tiny", "mprnet", 2e-4, 16, "dihedral"),
+    ],
+)
+def test_recipe_published_takes_the_models_own_profile(
+    model: str, profile: str, lr: float, batch: int, augment: str
+) -> None:
+    cfg = resolve_recipe(compose([f"model={model}", "recipe=published", "train.device=cpu", "train.log_every=7"]))
+    train = build(TrainConfig, cfg.train, "train")
+    assert (train.profile, train.optimizer.lr, train.batch_size, train.augment) == (profile, lr, batch, augment)
+    # Execution keys stay as set on the command line; everything that changes the weights is the recipe's.
+    assert (train.device, train.log_every) == ("cpu", 7)
+
+
+def test_published_recipe_facts() -> None:
+    nafnet = build(TrainConfig, resolve_recipe(compose(["model=nafnet_w32", "recipe=published"])).train, "train")
+    assert nafnet.optimizer == OptimizerConfig(name="adamw", lr=1e-3, betas=(0.9, 0.9), eps=1e-8, weight_decay=1e-3)
+    assert (nafnet.scheduler.name, nafnet.scheduler.min_lr, nafnet.max_steps) == ("cosine", 1e-7, 200_000)
+    w64 = build(TrainConfig, resolve_recipe(compose(["model=nafnet_w64", "recipe=published"])).train, "train")
+    assert w64.max_steps == 400_000
+    hinet = build(TrainConfig, resolve_recipe(compose(["model=hinet", "recipe=published"])).train, "train")
+    assert (hinet.optimizer.name, hinet.optimizer.betas, hinet.scheduler.min_lr) == ("adam", (0.9, 0.99), 1e-7)
+    mpr = build(TrainConfig, resolve_recipe(compose(["model=mprnet", "recipe=published"])).train, "train")
+    assert (mpr.scheduler.warmup_epochs, mpr.scheduler.min_lr, mpr.epochs) == (3, 1e-6, 3000)
+    mimo = build(TrainConfig, resolve_recipe(compose(["model=mimo_unet", "recipe=published"])).train, "train")
+    assert (mimo.optimizer.name, mimo.scheduler.name, mimo.scheduler.step_epochs, mimo.epochs) == (
+        "adam",
+        "step",
+        500,
+        3000,
+    )
+
+
+def test_identity_has_no_recipe_and_keeps_the_common_section() -> None:
+    cfg = resolve_recipe(compose(["model=identity", "recipe=published"]))
+    assert cfg.train.profile == "quick"
+
+
+def test_bad_recipe_values_name_their_key() -> None:
+    with pytest.raises(ConfigError, match=r"^recipe: must be one of common, published, got 'mine'"):
+        resolve_recipe(compose(["recipe=mine"]))
+    cfg = compose(["model=nafnet_tiny", "recipe=published"])
+    cfg.model.recipe = "nafnet_w128"
+    with pytest.raises(ConfigError, match=r"model\.recipe: .*conf/train/nafnet_w128\.yaml does not exist"):
+        resolve_recipe(cfg)
+
+
+def test_every_model_recipe_names_a_train_profile() -> None:
+    for name in list_models():
+        recipe = compose([f"model={name}"]).model.recipe
+        assert recipe is None or (CONF_DIR / "train" / f"{recipe}.yaml").is_file(), name

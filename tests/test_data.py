@@ -121,14 +121,14 @@ def test_truncated_image_fails_at_decode_or_with_verify(tmp_path: Path) -> None:
     path = split / "sharp" / "cut.png"
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     # The header is intact, so listing stays cheap and succeeds; decoding names the file.
-    dataset = PairedDataset(tmp_path, "train", crop_size=None, augment=False)
+    dataset = PairedDataset(tmp_path, "train", crop_size=None, augment="none")
     dataset[0]
     with pytest.raises(DatasetError, match=r"cut\.png: cannot decode"):
         dataset[1]
     with pytest.raises(DatasetError, match=r"cut\.png"):
         find_pairs(split, verify=True)
     with pytest.raises(DatasetError, match=r"cut\.png"):
-        PairedDataset(tmp_path, "train", crop_size=None, augment=False, verify=True)
+        PairedDataset(tmp_path, "train", crop_size=None, augment="none", verify=True)
 
 
 def test_bad_checksum_is_caught_by_verify(tmp_path: Path) -> None:
@@ -227,7 +227,7 @@ def _as_uint8(tensor: torch.Tensor) -> np.ndarray:
 
 def test_item_format_and_test_mode_gives_full_images(tmp_path: Path) -> None:
     _split(tmp_path, {"a": (20, 30), "b": (24, 16)}, split="test")
-    dataset = PairedDataset(tmp_path, "test", crop_size=None, augment=False)
+    dataset = PairedDataset(tmp_path, "test", crop_size=None, augment="none")
     assert len(dataset) == 2 and dataset.names == ["a", "b"]
     item = dataset[1]
     assert set(item) == {"lq", "gt", "name"} and item["name"] == "b"
@@ -239,7 +239,7 @@ def test_item_format_and_test_mode_gives_full_images(tmp_path: Path) -> None:
 
 
 def test_crop_is_the_same_window_in_lq_and_gt(coordinates: Path) -> None:
-    dataset = PairedDataset(coordinates, "train", crop_size=16, augment=False, seed=3)
+    dataset = PairedDataset(coordinates, "train", crop_size=16, augment="none", seed=3)
     tops_lefts = set()
     for epoch in range(5):
         dataset.set_epoch(epoch)
@@ -255,7 +255,7 @@ def test_crop_is_the_same_window_in_lq_and_gt(coordinates: Path) -> None:
 
 
 def test_flips_are_random_and_shared(coordinates: Path) -> None:
-    dataset = PairedDataset(coordinates, "train", crop_size=16, augment=True, seed=0)
+    dataset = PairedDataset(coordinates, "train", crop_size=16, augment="flips", seed=0)
     seen = set()
     for epoch in range(8):
         dataset.set_epoch(epoch)
@@ -277,21 +277,21 @@ def test_randomness_depends_only_on_seed_epoch_and_index(coordinates: Path) -> N
         dataset.set_epoch(epoch)
         return {i: dataset[i]["lq"] for i in order}
 
-    first = PairedDataset(coordinates, "train", crop_size=16, augment=True, seed=5)
-    second = PairedDataset(coordinates, "train", crop_size=16, augment=True, seed=5)
+    first = PairedDataset(coordinates, "train", crop_size=16, augment="flips", seed=5)
+    second = PairedDataset(coordinates, "train", crop_size=16, augment="flips", seed=5)
     reference = crops(first, 2, [0, 1, 2, 3])
     # A fresh instance, another access order, and a detour through other epochs (resuming) change nothing.
     crops(second, 0, [3, 2])
     again = crops(second, 2, [3, 1, 0, 2])
     assert all(torch.equal(reference[i], again[i]) for i in range(4))
     other_epoch = crops(first, 3, [0, 1, 2, 3])
-    other_seed = crops(PairedDataset(coordinates, "train", crop_size=16, augment=True, seed=6), 2, [0, 1, 2, 3])
+    other_seed = crops(PairedDataset(coordinates, "train", crop_size=16, augment="flips", seed=6), 2, [0, 1, 2, 3])
     assert not all(torch.equal(reference[i], other_epoch[i]) for i in range(4))
     assert not all(torch.equal(reference[i], other_seed[i]) for i in range(4))
 
 
 def test_worker_count_does_not_change_batches(coordinates: Path) -> None:
-    dataset = PairedDataset(coordinates, "train", crop_size=16, augment=True, seed=1)
+    dataset = PairedDataset(coordinates, "train", crop_size=16, augment="flips", seed=1)
     dataset.set_epoch(4)
     batches = [
         torch.cat([batch["lq"] for batch in torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=workers)])
@@ -303,15 +303,15 @@ def test_worker_count_does_not_change_batches(coordinates: Path) -> None:
 def test_crop_larger_than_image_is_named(tmp_path: Path) -> None:
     _split(tmp_path, {"big": (64, 64), "small_one": (20, 48)})
     with pytest.raises(DatasetError, match=r"small_one\.png: crop_size 32 is larger than the image \(20x48 HxW\)"):
-        PairedDataset(tmp_path, "train", crop_size=32, augment=True)
+        PairedDataset(tmp_path, "train", crop_size=32, augment="flips")
 
 
 def test_names_select_a_subset_in_order(tmp_path: Path) -> None:
     _split(tmp_path, {"a": (8, 8), "b": (8, 8), "c": (8, 8)})
-    dataset = PairedDataset(tmp_path, "train", crop_size=None, augment=False, names=["c", "a"])
+    dataset = PairedDataset(tmp_path, "train", crop_size=None, augment="none", names=["c", "a"])
     assert dataset.names == ["c", "a"] and dataset[0]["name"] == "c"
     with pytest.raises(DatasetError, match="'zzz'"):
-        PairedDataset(tmp_path, "train", crop_size=None, augment=False, names=["a", "zzz"])
+        PairedDataset(tmp_path, "train", crop_size=None, augment="none", names=["a", "zzz"])
 
 
 # --- split_train_val and dataset_fingerprint ----------------------------------------------------------------
@@ -349,3 +349,38 @@ def test_fingerprint_tracks_image_bytes_and_names_only(tmp_path: Path) -> None:
     assert dataset_fingerprint(root) != changed
     with pytest.raises(DatasetError, match="missing"):
         dataset_fingerprint(tmp_path / "missing")
+
+
+def test_augmentations_draw_what_they_name(coordinates: Path) -> None:
+    """hflip only mirrors columns; flips adds vertical flips; dihedral adds transposition (all 8 symmetries)."""
+    seen: dict[str, set[tuple[bool, bool, bool]]] = {}
+    for mode in ("none", "hflip", "flips", "dihedral"):
+        dataset = PairedDataset(coordinates, "train", crop_size=16, augment=mode, seed=0)
+        kinds = set()
+        for epoch in range(16):
+            dataset.set_epoch(epoch)
+            for index in range(len(dataset)):
+                item = dataset[index]
+                lq = _as_uint8(item["lq"])
+                assert np.array_equal(lq, _as_uint8(item["gt"]))
+                # Image rows hold the source row in channel 0: if it changes along a row, the crop was transposed.
+                transposed = bool(lq[0, 0, 0] != lq[0, 1, 0])
+                plain = lq.transpose(1, 0, 2) if transposed else lq
+                rows, cols = plain[:, :, 0].astype(int), plain[:, :, 1].astype(int)
+                vflip, hflip = bool(rows[0, 0] > rows[-1, 0]), bool(cols[0, 0] > cols[0, -1])
+                unflipped = plain[:: -1 if vflip else 1, :: -1 if hflip else 1]
+                top, left = int(unflipped[0, 0, 0]), int(unflipped[0, 0, 1])
+                assert np.array_equal(unflipped, _coordinate_image(40, 50)[top : top + 16, left : left + 16])
+                kinds.add((hflip, vflip, transposed))
+        seen[mode] = kinds
+    assert seen["none"] == {(False, False, False)}
+    assert seen["hflip"] == {(False, False, False), (True, False, False)}
+    assert seen["flips"] == {(h, v, False) for h in (False, True) for v in (False, True)}
+    assert seen["dihedral"] == {(h, v, t) for h in (False, True) for v in (False, True) for t in (False, True)}
+
+
+def test_unknown_augmentation_and_dihedral_without_crop_are_errors(coordinates: Path) -> None:
+    with pytest.raises(DatasetError, match="augment must be one of none, hflip, flips, dihedral"):
+        PairedDataset(coordinates, "train", crop_size=16, augment="rot45")
+    with pytest.raises(DatasetError, match="needs square crops"):
+        PairedDataset(coordinates, "train", crop_size=None, augment="dihedral")

@@ -50,7 +50,7 @@ def test_identity_scores_equal_scikit_image_on_the_pngs(small_cfg, tiny_synth: P
 def test_perfect_restoration_scores_the_ceiling(tiny_synth: Path) -> None:
     class Oracle(torch.utils.data.Dataset):
         def __init__(self) -> None:
-            self.inner = PairedDataset(tiny_synth, "test", crop_size=None, augment=False)
+            self.inner = PairedDataset(tiny_synth, "test", crop_size=None, augment="none")
 
         def __len__(self) -> int:
             return len(self.inner)

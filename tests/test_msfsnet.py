@@ -619,7 +619,7 @@ def test_tiny_learns_to_beat_the_identity(tmp_path: Path) -> None:
     generate_synthblur(root, SynthParams())
 
     def load(split: str) -> tuple[Tensor, Tensor]:
-        items = list(PairedDataset(root, split, crop_size=None, augment=False))
+        items = list(PairedDataset(root, split, crop_size=None, augment="none"))
         return torch.stack([i["lq"] for i in items]), torch.stack([i["gt"] for i in items])
 
     def psnr(pred: Tensor, target: Tensor) -> float:

@@ -95,7 +95,7 @@ def test_dvc_repro_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
     _run(["dvc", "repro"], root, env)
 
     table = (root / "results" / "tables" / "synthblur.md").read_text()
-    for row in ("identity", "mimo_unet_tiny", "msfsnet_tiny", "msfsnet_tiny-Local"):
+    for row in ("identity", "mimo_unet_tiny", "nafnet_tiny", "nafnet_tiny-Local", "msfsnet_tiny", "msfsnet_tiny-Local"):
         assert f"| {row} |" in table
     assert "| identity-Local |" not in table and "| mimo_unet_tiny-Local |" not in table  # TLC not applicable
     assert "SSIM variant `gaussian2d`" in table
@@ -106,8 +106,8 @@ def test_dvc_repro_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["msfs-bench"])
     kinds = runs["tags.kind"].value_counts().to_dict()
-    # 3 trainings; evaluations: 3 plain + MSFS-Net-Local (TLC does not apply to identity and MIMO-UNet).
-    assert kinds.get("train") == 3 and kinds.get("evaluate") == 4 and kinds.get("report") == 1
+    # 4 trainings; evaluations: 4 plain + NAFNet-Local + MSFS-Net-Local (TLC does not apply to identity and MIMO-UNet).
+    assert kinds.get("train") == 4 and kinds.get("evaluate") == 6 and kinds.get("report") == 1
     assert set(runs["status"]) == {"FINISHED"}
     evaluated = runs.loc[runs["tags.kind"] == "evaluate", ["tags.model", "tags.tlc"]]
     assert sorted(map(tuple, evaluated.values.tolist())) == [
@@ -115,6 +115,8 @@ def test_dvc_repro_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
         ("mimo_unet_tiny", "false"),
         ("msfsnet_tiny", "false"),
         ("msfsnet_tiny", "true"),
+        ("nafnet_tiny", "false"),
+        ("nafnet_tiny", "true"),
     ]
 
     second = _run(["dvc", "repro"], root, env)

@@ -55,3 +55,21 @@ def test_load_records_reads_pipeline_combinations_only(tmp_path: Path) -> None:
     assert [r.row for r in records] == ["identity"]
     with pytest.raises(FileNotFoundError, match=r"net\.json is missing: run `dvc repro evaluate@net-synthblur`"):
         load_records(tmp_path, ["identity", "net"], ["synthblur"], (False,))
+
+
+def test_report_stage_rerenders_the_complexity_table_from_its_records(tmp_path: Path) -> None:
+    """The report stage owns results/tables/ (DVC clears it before the stage runs), so it re-renders complexity.md."""
+    import torch
+
+    from benchmark.complexity import run as run_complexity
+    from benchmark.config import compose
+    from benchmark.report import run_report
+
+    _, table = run_complexity(
+        ["identity"], results=tmp_path, repeats=1, latency=False, device=torch.device("cpu"), progress=False
+    )
+    expected = table.read_text()
+    table.unlink()
+    cfg = compose([f"paths.results={tmp_path}", "pipeline.datasets=[]", "tracking=none"])
+    assert run_report(cfg) == [table]
+    assert table.read_text() == expected and "| identity | 0 | 0.0 | 0.0 | not measured |" in expected

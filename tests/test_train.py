@@ -171,3 +171,18 @@ def test_resume_with_changed_logging_settings_keeps_the_mlflow_run(small_cfg) ->
     assert run.info.status == "FINISHED"
     assert run.data.params["train.log_every"] == "1"  # the value the run started with
     assert run.data.tags["resumed_param.train.log_every"] == "2"
+
+
+def test_warmup_then_cosine_known_values() -> None:
+    # MPRNet's recipe: linear warm-up over 3 epochs, then cosine over the remaining steps.
+    sched = SchedulerConfig(name="cosine", min_lr=0.0, warmup_epochs=3)
+    f = [lr_factor(s, sched, base_lr=2e-4, total_steps=130, steps_per_epoch=10) for s in (0, 14, 29, 30, 80, 130)]
+    assert f == pytest.approx([1 / 30, 15 / 30, 1.0, 1.0, 0.5, 0.0])
+    # Warm-up before a step schedule delays its first halving by the warm-up length.
+    step = SchedulerConfig(name="step", step_epochs=2, gamma=0.5, warmup_epochs=1)
+    assert [lr_factor(s, step, base_lr=1e-4, total_steps=60, steps_per_epoch=10) for s in (9, 10, 29, 30)] == [
+        1.0,
+        1.0,
+        1.0,
+        0.5,
+    ]

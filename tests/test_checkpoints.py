@@ -1,0 +1,137 @@
+"""Released checkpoints: every release format loads and evaluates, unsafe pickles are refused, mismatches are listed.
+
+The files are built here in each release's own layout (``{"model": ...}`` for MIMO-UNet and MSFS-Net,
+``{"params": ...}`` for NAFNet and HINet, ``{"state_dict": ...}`` with DataParallel's ``module.`` prefix for MPRNet,
+and a bare state dict), from a tiny variant of the same family so that the evaluation runs in seconds.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from benchmark.evaluate import run_evaluation
+from models import CheckpointError, create_model, load_checkpoint, read_state_dict
+
+
+def _release_file(path: Path, model_name: str, wrapper: str | None, *, prefix: str = "") -> dict[str, torch.Tensor]:
+    torch.manual_seed(3)
+    state = {prefix + k: v.clone() for k, v in create_model(model_name).state_dict().items()}
+    payload: object = state if wrapper is None else {wrapper: state, "epoch": 3000}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("model_name", "wrapper", "prefix"),
+    [
+        ("mimo_unet_tiny", "model", ""),
+        ("msfsnet_tiny", "model", ""),
+        ("nafnet_tiny", "params", ""),
+        ("hinet_tiny", "params", ""),
+        ("mprnet_tiny", "state_dict", "module."),
+        ("mprnet_tiny", "state_dict", ""),
+        ("nafnet_tiny", None, ""),
+    ],
+)
+def test_each_release_format_loads_and_evaluates(
+    small_cfg, tmp_path: Path, model_name: str, wrapper: str | None, prefix: str
+) -> None:
+    path = tmp_path / f"{model_name}-{wrapper}.pth"
+    saved = _release_file(path, model_name, wrapper, prefix=prefix)
+    model = load_checkpoint(create_model(model_name), path)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, saved[prefix + key], rtol=0, atol=0)
+    record = run_evaluation(small_cfg(f"model={model_name}", f"checkpoint={path}"))
+    assert record["weights"] == "file" and record["checkpoint"] == str(path)
+    assert record["n_images"] == 2 and 5 < record["psnr"] < 60
+
+
+def test_checkpoint_release_reads_the_placed_file_and_scales_tlc_from_its_train_size(small_cfg, tmp_path: Path) -> None:
+    cfg = small_cfg("model=nafnet_tiny", "checkpoint=release", "tlc=true", f"paths.data={tmp_path / 'data'}")
+    # The tiny model has no release of its own; give it one in the shape the released models' conf files use.
+    cfg.model.release = OmegaConf.create(
+        {
+            "file": "NAFNet-tiny.pth",
+            "url": "https://example.invalid/NAFNet-tiny.pth",
+            "format": "params",
+            "train_size": 48,
+            "trained_on": "gopro",
+            "source": "test",
+        }
+    )
+    with pytest.raises(CheckpointError) as err:
+        run_evaluation(cfg)
+    message = str(err.value)
+    assert str(tmp_path / "data" / "external" / "checkpoints" / "nafnet_tiny" / "NAFNet-tiny.pth") in message
+    assert "https://example.invalid/NAFNet-tiny.pth" in message
+
+    _release_file(
+        tmp_path / "data" / "external" / "checkpoints" / "nafnet_tiny" / "NAFNet-tiny.pth", "nafnet_tiny", "params"
+    )
+    record = run_evaluation(cfg)
+    assert record["weights"] == "release" and record["train_dataset"] == "gopro"
+    assert record["tlc_train_size"] == 48 and "release.train_size" in record["tlc_train_size_source"]
+    assert record["tlc_layers"] == 9  # one simplified channel attention per NAFBlock: 4 + 1 + 4
+    # Released weights are filed under results/runs/release/, never over the pipeline's own results.
+    assert Path(cfg.paths.results, "runs", "release", "synthblur", "nafnet_tiny-local.json").is_file()
+
+
+def test_release_of_a_model_without_one_is_a_clear_error(small_cfg) -> None:
+    with pytest.raises(Exception, match=r"has no released weights.*checkpoint=<path>"):
+        run_evaluation(small_cfg("model=mprnet_tiny", "checkpoint=release"))
+
+
+class _Exploit:
+    """Unpickling this would call ``os.system``: the safe loader must refuse it before anything runs."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"params": _Exploit()}, f, protocol=2)
+    with pytest.raises(CheckpointError, match=r"refused by the safe loader \(weights_only=True\)"):
+        read_state_dict(path)
+    # The same through torch.save's zip container.
+    zipped = tmp_path / "evil_zip.pth"
+    torch.save({"params": _Exploit()}, zipped)
+    with pytest.raises(CheckpointError, match="refused by the safe loader"):
+        load_checkpoint(create_model("nafnet_tiny"), zipped)
+
+
+def test_truncated_checkpoint_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "cut.pth"
+    _release_file(path, "hinet_tiny", "params")
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=rf"{path.name} is unreadable or truncated"):
+        load_checkpoint(create_model("hinet_tiny"), path)
+
+
+def test_wrong_family_lists_missing_unexpected_and_shapes(tmp_path: Path) -> None:
+    path = tmp_path / "hinet.pth"
+    _release_file(path, "hinet_tiny", "params")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(create_model("nafnet_tiny"), path)
+    message = str(err.value)
+    assert "does not fit model 'nafnet_tiny'" in message
+    assert "missing keys (178):\n    decoders.0.0.beta\n" in message and "... and 158 more" in message
+    assert "unexpected keys (148):\n    cat12.bias\n" in message
+    # Same family, other width: every key is there, the shapes differ.
+    wide = tmp_path / "wide.pth"
+    torch.save({"params": create_model("nafnet_tiny", width=16).state_dict()}, wide)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(create_model("nafnet_tiny"), wide)
+    message = str(err.value)
+    assert "missing keys" not in message and "unexpected keys" not in message
+    first = "decoders.0.0.beta: checkpoint (1, 128, 1, 1) vs model (1, 64, 1, 1)"
+    assert f"shape differences (177):\n    {first}" in message
