@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import piq
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["SSIM_VARIANTS", "psnr", "quantize_uint8", "ssim"]
@@ -107,11 +108,47 @@ def _ssim_gaussian2d(pred: Tensor, target: Tensor) -> Tensor:
     return piq.ssim(pred, target, data_range=1.0, reduction="none", downsample=False)
 
 
+_MATLAB_SIGMA = 1.5
+_MATLAB_RADIUS = 5
+"""MATLAB ``ssim``: ``filtRadius = ceil(3 * 1.5) = 5``, i.e. an 11-tap Gaussian along every array dimension."""
+
+
+def _gauss_taps(dtype: torch.dtype, device: torch.device) -> Tensor:
+    x = torch.arange(-_MATLAB_RADIUS, _MATLAB_RADIUS + 1, dtype=dtype, device=device)
+    taps = torch.exp(-(x**2) / (2 * _MATLAB_SIGMA**2))
+    return taps / taps.sum()
+
+
+def _gauss3d_replicate(volume: Tensor) -> Tensor:
+    """Separable 11x11x11 Gaussian (sigma 1.5) of (N, 1, D, H, W) with replicate padding, same size out."""
+    r = _MATLAB_RADIUS
+    padded = F.pad(volume, (r, r, r, r, r, r), mode="replicate")
+    taps = _gauss_taps(volume.dtype, volume.device)
+    out = F.conv3d(padded, taps.view(1, 1, -1, 1, 1))
+    out = F.conv3d(out, taps.view(1, 1, 1, -1, 1))
+    return F.conv3d(out, taps.view(1, 1, 1, 1, -1))
+
+
+def _ssim_matlab3d(pred: Tensor, target: Tensor) -> Tensor:
+    """MATLAB's ``ssim(A, ref)`` applied to H x W x 3 uint8 arrays: (N, 3, H, W) float64 in [0, 1] -> (N,)."""
+    # MATLAB sees a 3-D volume: the colour axis is filtered like the spatial ones (depth 3, replicate padding).
+    x = pred.mul(255.0).unsqueeze(1)
+    y = target.mul(255.0).unsqueeze(1)
+    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+    mu_x, mu_y = _gauss3d_replicate(x), _gauss3d_replicate(y)
+    var_x = _gauss3d_replicate(x * x) - mu_x**2
+    var_y = _gauss3d_replicate(y * y) - mu_y**2
+    cov = _gauss3d_replicate(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(1, 2, 3, 4))
+
+
 SSIM_VARIANTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "gaussian2d": _ssim_gaussian2d,
+    "matlab3d": _ssim_matlab3d,
 }
 """SSIM implementations by name. Each maps validated float64 (N, 3, H, W) batches in [0, 1] to (N,) scores and checks
-its own size requirements. A new protocol (e.g. MATLAB's ``ssim`` on the H x W x 3 volume) is one more entry."""
+its own size requirements (see ``ssim`` for what each computes)."""
 
 
 def ssim(pred: Tensor, target: Tensor, variant: str = "gaussian2d") -> Tensor:
@@ -122,6 +159,11 @@ def ssim(pred: Tensor, target: Tensor, variant: str = "gaussian2d") -> Tensor:
         ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1``: an 11x11 Gaussian
         window (sigma 1.5), population covariance, K1 0.01, K2 0.03, valid filtering, mean over pixels, then over
         the three channels. Computed by ``piq.ssim(downsample=False)`` in float64.
+        ``matlab3d``: MATLAB's ``ssim(A, ref)`` on uint8 RGB arrays, as ``evaluate_GOPRO_HIDE.m`` (MPRNet, Restormer,
+        MSFS-Net's ``psnr_ssim.m``) scores most of the MSFS-Net paper's Table 1: the H x W x 3 array is one volume,
+        filtered by an 11x11x11 Gaussian (sigma 1.5, ``filtRadius = ceil(3 sigma)``) with replicate padding in all
+        three dimensions, dynamic range 255 (K1 0.01, K2 0.03), population variances, and the mean over the whole
+        same-size map. Any size works (no valid-filtering crop).
 
     Args:
         pred: restored batch (N, 3, H, W), RGB, values in [0, 1].

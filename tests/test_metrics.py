@@ -167,6 +167,56 @@ def test_ssim_rejects_images_smaller_than_the_window() -> None:
 
 def test_unknown_ssim_variant_lists_known_ones() -> None:
     x = _rgb(1, 3, 16, 16)
-    with pytest.raises(ValueError, match=r"unknown ssim variant 'matlab3d'; known variants: gaussian2d"):
-        ssim(x, x, variant="matlab3d")
-    assert set(SSIM_VARIANTS) == {"gaussian2d"}
+    with pytest.raises(ValueError, match=r"unknown ssim variant 'matlab'; known variants: gaussian2d, matlab3d"):
+        ssim(x, x, variant="matlab")
+    assert set(SSIM_VARIANTS) == {"gaussian2d", "matlab3d"}
+
+
+# --- matlab3d: MATLAB's ssim() on an H x W x 3 uint8 array --------------------------------------------------------
+
+
+def _matlab3d_scipy(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """An independent MATLAB-ssim on one (3, H, W) image: scipy's Gaussian with 'nearest' (= replicate) borders."""
+    x = pred.permute(1, 2, 0).double().numpy() * 255
+    y = target.permute(1, 2, 0).double().numpy() * 255
+
+    def g(v: np.ndarray) -> np.ndarray:  # radius int(truncate * sigma + 0.5) = 5: the 11-tap window of MATLAB
+        return ndi.gaussian_filter(v, 1.5, mode="nearest", truncate=5 / 1.5)
+
+    mx, my = g(x), g(y)
+    vx, vy, cxy = g(x * x) - mx**2, g(y * y) - my**2, g(x * y) - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    return float((((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean())
+
+
+def test_matlab3d_equals_an_independent_volume_ssim() -> None:
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 3, 23, 19, generator=g).mul(255).round().div(255)
+    pred = (0.7 * gt + 0.3 * torch.rand(gt.shape, generator=g)).mul(255).round().div(255)
+    ours = ssim(pred, gt, variant="matlab3d")
+    for i in range(2):
+        assert ours[i].item() == pytest.approx(_matlab3d_scipy(pred[i], gt[i]), abs=1e-12)
+
+
+def test_matlab3d_known_answers() -> None:
+    image = torch.rand(1, 3, 12, 9, generator=torch.Generator().manual_seed(1))
+    assert ssim(image, image, variant="matlab3d").item() == pytest.approx(1.0, abs=1e-12)
+    # Constant images a and b (in 8-bit units): zero variances, so SSIM = (2ab + C1) / (a^2 + b^2 + C1) everywhere.
+    a, b = 100.0, 130.0
+    c1 = (0.01 * 255) ** 2
+    pred = torch.full((1, 3, 8, 8), a / 255, dtype=torch.float64)
+    gt = torch.full((1, 3, 8, 8), b / 255, dtype=torch.float64)
+    assert ssim(pred, gt, variant="matlab3d").item() == pytest.approx(
+        (2 * a * b + c1) / (a * a + b * b + c1), abs=1e-12
+    )
+
+
+def test_matlab3d_mixes_channels_unlike_gaussian2d() -> None:
+    """The colour axis is filtered like a spatial one: swapping two channels of both images changes matlab3d only."""
+    g = torch.Generator().manual_seed(2)
+    gt = torch.rand(1, 3, 16, 16, generator=g)
+    gt[:, 0] = 0.5  # a flat red channel next to textured green and blue
+    pred = (gt + 0.1 * torch.rand(gt.shape, generator=g)).clamp(0, 1)
+    swap = [1, 0, 2]
+    assert ssim(pred[:, swap], gt[:, swap], "gaussian2d").item() == pytest.approx(ssim(pred, gt, "gaussian2d").item())
+    assert abs(ssim(pred[:, swap], gt[:, swap], "matlab3d").item() - ssim(pred, gt, "matlab3d").item()) > 1e-4
