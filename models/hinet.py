@@ -216,6 +216,16 @@ class HINet(DeblurModel):
     def restore(self, lq: Tensor) -> Tensor:
         return self._stages(lq)[1]
 
+    def check_train_size(self, lq: Tensor) -> None:
+        """As ``DeblurModel``'s, and the deepest level must be at least 2x2: instance norm needs more than one pixel."""
+        super().check_train_size(lq)
+        uses_hin = any(isinstance(m, nn.InstanceNorm2d) for m in self.modules())
+        if uses_hin and min(lq.shape[-2:]) < 2 * self.pad_multiple:
+            raise ValueError(
+                f"{self.registry_name or 'HINet'}: training crop {tuple(lq.shape[-2:])} leaves a 1x1 map at the "
+                f"deepest level, where instance norm is undefined; use a crop of at least {2 * self.pad_multiple}"
+            )
+
     def forward_train(self, lq: Tensor, gt: Tensor) -> HINetTrainOutput:
         self.check_train_size(lq)
         out_1, out_2 = self._stages(lq)

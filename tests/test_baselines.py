@@ -491,3 +491,12 @@ def test_golden_outputs_match_release(name: str) -> None:
         assert image.sum().item() == pytest.approx(total, rel=1e-9, abs=1e-9)
         got = [image[0, c, h, w].item() for c, h, w in _POINTS]
         assert got == pytest.approx(values, rel=1e-9, abs=1e-9)
+
+
+def test_hinet_refuses_a_training_crop_that_leaves_a_1x1_instance_norm() -> None:
+    model = create_model("hinet_tiny")  # depth 4: pad multiple 8, deepest level 1/8 of the crop
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="at least 16"):
+        model.forward_train(x, x)
+    out = model.forward_train(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+    assert out.restored.shape == (1, 3, 16, 16)

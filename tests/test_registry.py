@@ -50,8 +50,9 @@ def test_forward_keeps_shape_any_size(model, size: tuple[int, int]) -> None:
 def test_every_parameter_gets_a_gradient(model) -> None:
     model.train()
     torch.manual_seed(1)
-    # The smallest crop the architecture takes: at least 16 px, a multiple of its pad_multiple.
-    side = -(-16 // model.pad_multiple) * model.pad_multiple
+    # A small crop every architecture takes: at least 16 px and two of its pad_multiple (HINet's instance norms need a
+    # deepest level of 2x2 or more in training).
+    side = max(-(-16 // model.pad_multiple), 2) * model.pad_multiple
     lq, gt = torch.rand(2, 3, side, side), torch.rand(2, 3, side, side)
     out = model.forward_train(lq, gt)
     assert out.restored.shape == lq.shape
