@@ -297,6 +297,7 @@ class Protocol:
     ssim_variant: str
     align: str = "none"
     crop_border: int = 0
+    extra_ssim_variants: tuple[str, ...] = ()
 
     def validate(self, prefix: str) -> None:
         from benchmark.metrics import SSIM_VARIANTS
@@ -309,14 +310,35 @@ class Protocol:
             f"{prefix}.ssim_variant",
             f"must be one of {', '.join(SSIM_VARIANTS)}, got {self.ssim_variant!r}",
         )
-        _require(self.align in ("none",), f"{prefix}.align", f"must be none, got {self.align!r}")
+        _require(self.align in ("none", "ecc"), f"{prefix}.align", f"must be none or ecc, got {self.align!r}")
         _require(self.crop_border >= 0, f"{prefix}.crop_border", f"must be >= 0, got {self.crop_border}")
+        unknown = [v for v in self.extra_ssim_variants if v not in SSIM_VARIANTS or v == self.ssim_variant]
+        _require(
+            not unknown,
+            f"{prefix}.extra_ssim_variants",
+            f"{unknown} are not other variants of {', '.join(SSIM_VARIANTS)}",
+        )
+        if self.align == "ecc":
+            # RealBlur's official protocol fixes both metrics (masked after alignment); nothing else is defined there.
+            _require(
+                self.ssim_variant == "gaussian2d" and not self.extra_ssim_variants and self.crop_border == 0,
+                f"{prefix}.align",
+                "ecc (RealBlur's protocol) scores its own masked Gaussian SSIM: set ssim_variant gaussian2d, no "
+                "extra_ssim_variants and crop_border 0",
+            )
 
     def describe(self) -> str:
         """One line for table footers and MLflow tags."""
         q = "outputs clamped and rounded to 8 bit" if self.quantize == "uint8" else "outputs clamped, not rounded"
+        if self.align == "ecc":
+            return (
+                f"{q}; RealBlur's official protocol (evaluation_RealBlur_ecc.py): intensity matching and ECC "
+                "homography alignment to the ground truth, PSNR over the valid warped pixels, masked Gaussian SSIM "
+                "with a 5 px border crop"
+            )
+        extra = "".join(f"; second SSIM column `{v}`" for v in self.extra_ssim_variants)
         return (
-            f"{q}; PSNR on RGB; SSIM variant `{self.ssim_variant}`; alignment: {self.align}; "
+            f"{q}; PSNR on RGB; SSIM variant `{self.ssim_variant}`{extra}; alignment: {self.align}; "
             f"border crop: {self.crop_border} px"
         )
 

@@ -37,7 +37,7 @@ from benchmark.config import (
     to_dict,
 )
 from benchmark.data import DatasetError, PairedDataset, dataset_fingerprint
-from benchmark.metrics import psnr, quantize_uint8, ssim
+from benchmark.metrics import AlignmentError, psnr, quantize_uint8, realblur_scores, ssim
 from benchmark.tlc import count_local_layers, to_local
 from benchmark.tracking import start_run
 from benchmark.train import NonFiniteLossError, run_dir, select_device
@@ -46,20 +46,34 @@ from models import CheckpointError, create_model, load_checkpoint
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Per-image scores (columns ``name``, ``psnr``, ``ssim``) and their means."""
+    """Per-image scores (columns ``name``, ``psnr``, ``ssim`` and ``ssim_<variant>`` for each extra variant of the
+    protocol) and their means."""
 
     per_image: pd.DataFrame
     means: dict[str, float]
     seconds: float
 
 
-def score(pred: torch.Tensor, gt: torch.Tensor, protocol: Protocol) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image (PSNR, SSIM) of a restored batch under ``protocol``; inputs (N, 3, H, W), outputs (N,)."""
+def score(pred: torch.Tensor, gt: torch.Tensor, protocol: Protocol) -> dict[str, torch.Tensor]:
+    """Per-image scores of a restored batch under ``protocol``; inputs (N, 3, H, W) in [0, 1], outputs (N,) each.
+
+    Keys: ``psnr``, ``ssim`` (the protocol's ``ssim_variant``), and ``ssim_<variant>`` for every extra variant.
+    Under ``align: ecc`` both come from ``realblur_scores`` (RealBlur's aligned, masked protocol).
+    """
     pred = quantize_uint8(pred) if protocol.quantize == "uint8" else pred.clamp(0, 1)
+    if protocol.align == "ecc":
+        pairs = [realblur_scores(p, g) for p, g in zip(pred, gt, strict=True)]
+        return {
+            "psnr": torch.tensor([p for p, _ in pairs], dtype=torch.float64),
+            "ssim": torch.tensor([s for _, s in pairs], dtype=torch.float64),
+        }
     if protocol.crop_border:
         b = protocol.crop_border
         pred, gt = pred[..., b:-b, b:-b], gt[..., b:-b, b:-b]
-    return psnr(pred, gt), ssim(pred, gt, variant=protocol.ssim_variant)
+    scores = {"psnr": psnr(pred, gt), "ssim": ssim(pred, gt, variant=protocol.ssim_variant)}
+    for variant in protocol.extra_ssim_variants:
+        scores[f"ssim_{variant}"] = ssim(pred, gt, variant=variant)
+    return scores
 
 
 @torch.no_grad()
@@ -75,16 +89,21 @@ def evaluate(
     device = device or torch.device("cpu")
     model.eval()
     rows: list[dict[str, Any]] = []
+    columns = ["name", "psnr", "ssim", *(f"ssim_{v}" for v in protocol.extra_ssim_variants)]
     t0 = time.perf_counter()
     for batch in tqdm(loader, desc="evaluate", disable=not progress, mininterval=2.0, file=sys.stderr):
         lq, gt = batch["lq"].to(device), batch["gt"].to(device)
         pred = model(lq)
         if pred.shape != gt.shape:
             raise RuntimeError(f"model returned {tuple(pred.shape)} for an input of {tuple(lq.shape)}")
-        p, s = score(pred.float(), gt, protocol)
-        rows += [{"name": n, "psnr": float(a), "ssim": float(b)} for n, a, b in zip(batch["name"], p, s, strict=True)]
-    frame = pd.DataFrame(rows, columns=["name", "psnr", "ssim"])
-    means = {"psnr": float(frame["psnr"].mean()), "ssim": float(frame["ssim"].mean())} if rows else {}
+        try:
+            scores = score(pred.float(), gt, protocol)
+        except AlignmentError as err:
+            raise AlignmentError(f"{', '.join(batch['name'])}: {err}") from err
+        for i, name in enumerate(batch["name"]):
+            rows.append({"name": name, **{k: float(v[i]) for k, v in scores.items()}})
+    frame = pd.DataFrame(rows, columns=columns)
+    means = {c: float(frame[c].mean()) for c in columns[1:]} if rows else {}
     return EvalResult(frame, means, time.perf_counter() - t0)
 
 
@@ -274,7 +293,7 @@ def main(cfg: DictConfig) -> None:
                 )
             else:
                 print(f"[evaluate] {record['row']}: TLC not applicable ({record['reason']})")
-    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as err:
+    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError, AlignmentError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

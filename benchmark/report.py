@@ -1,9 +1,10 @@
 """Report: ``python -m benchmark.report`` renders ``results/tables/<train dataset>.md`` from evaluation results.
 
-Rows are models (``<model>-Local`` rows for TLC), columns are evaluation datasets x (PSNR, SSIM), PSNR with 2 and
-SSIM with 4 decimals, the protocol of each dataset under the table. Which results exist is read from the pipeline
-lists of the config (``pipeline.models`` x ``pipeline.datasets``, plain and TLC), never by globbing, so a model
-removed from the pipeline leaves no stale row. Every number comes from a JSON written by ``benchmark.evaluate``.
+Rows are models (``<model>-Local`` rows for TLC), columns are test datasets x (PSNR, SSIM, and a further SSIM column
+per extra variant of the dataset's protocol), PSNR with 2 and SSIM with 4 decimals, the protocol of each dataset under
+the table. Which results exist is read from the pipeline lists of the config (``pipeline.models`` x
+``pipeline.train_datasets`` x ``pipeline.datasets``, plain and TLC), never by globbing, so a model removed from the
+pipeline leaves no stale row. Every number comes from a JSON written by ``benchmark.evaluate``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Record:
     n_images: int
     protocol_text: str
     tlc_window: str | None
+    extra_ssim: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
@@ -57,24 +59,35 @@ class Record:
             int(data["n_images"]),
             data["protocol_text"],
             window,
+            tuple((k.removeprefix("ssim_"), float(v)) for k, v in data.items() if k.startswith("ssim_")),
         )
 
 
-def load_records(results: Path, models: Sequence[str], datasets: Sequence[str], tlc: Sequence[bool]) -> list[Record]:
-    """The records of the pipeline's combinations; a missing file is an error naming it and the stage to run."""
+def load_records(
+    results: Path,
+    models: Sequence[str],
+    train_datasets: Sequence[str],
+    tlc: Sequence[bool],
+    test_datasets: Sequence[str] | None = None,
+) -> list[Record]:
+    """The records of the pipeline's combinations (each model trained on each train dataset, scored on each test
+    dataset; test datasets default to the train dataset itself); a missing file is an error naming it and the stage."""
     records = []
-    for train_ds in datasets:
-        for model in models:
-            for local in tlc:
-                path = results / "runs" / train_ds / train_ds / (f"{model}-local.json" if local else f"{model}.json")
-                if not path.is_file():
-                    raise FileNotFoundError(f"{path} is missing: run `dvc repro evaluate@{model}-{train_ds}`")
-                try:
-                    data = json.loads(path.read_text())
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path} is not valid JSON ({err}); run its evaluate stage again") from err
-                if data.get("applicable", True):
-                    records.append(Record.from_json(data))
+    for train_ds in train_datasets:
+        for test_ds in test_datasets or [train_ds]:
+            for model in models:
+                for local in tlc:
+                    path = results / "runs" / train_ds / test_ds / (f"{model}-local.json" if local else f"{model}.json")
+                    if not path.is_file():
+                        raise FileNotFoundError(
+                            f"{path} is missing: run `dvc repro evaluate@{model}-{train_ds}-{test_ds}`"
+                        )
+                    try:
+                        data = json.loads(path.read_text())
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{path} is not valid JSON ({err}); run its evaluate stage again") from err
+                    if data.get("applicable", True):
+                        records.append(Record.from_json(data))
     return records
 
 
@@ -87,9 +100,11 @@ def render_table(records: Sequence[Record], *, title: str) -> str:
     rows = list(dict.fromkeys(r.row for r in records))
     cell = {(r.row, r.dataset): r for r in records}
     floor = {d: cell[(IDENTITY, d)].psnr for d in datasets if (IDENTITY, d) in cell}
+    extras = {d: [v for v, _ in next(r for r in records if r.dataset == d).extra_ssim] for d in datasets}
     header = ["Model"]
     for d in datasets:
-        header += [f"{d} PSNR", f"{d} SSIM"] + ([f"{d} ΔPSNR vs identity"] if d in floor else [])
+        header += [f"{d} PSNR", f"{d} SSIM"] + [f"{d} SSIM ({v})" for v in extras[d]]
+        header += [f"{d} ΔPSNR vs identity"] if d in floor else []
     lines = [
         f"# {title}",
         "",
@@ -101,6 +116,8 @@ def render_table(records: Sequence[Record], *, title: str) -> str:
         for d in datasets:
             r = cell.get((row, d))
             cells += [f"{r.psnr:.2f}", f"{r.ssim:.4f}"] if r else ["–", "–"]
+            extra = dict(r.extra_ssim) if r else {}
+            cells += [f"{extra[v]:.4f}" if v in extra else "–" for v in extras[d]]
             if d in floor:
                 cells.append(f"{r.psnr - floor[d]:+.2f}" if r else "–")
         lines.append("| " + " | ".join(cells) + " |")
@@ -121,8 +138,8 @@ def run_report(cfg: DictConfig) -> list[Path]:
     recipe = (
         f"profile `{cfg.train.profile}`" if cfg.get("recipe", "common") == "common" else "each model's published recipe"
     )
-    for train_ds in cfg.pipeline.datasets:
-        records = load_records(results, list(cfg.pipeline.models), [train_ds], (False, True))
+    for train_ds in cfg.pipeline.train_datasets:
+        records = load_records(results, list(cfg.pipeline.models), [train_ds], (False, True), cfg.pipeline.datasets)
         text = render_table(records, title=f"Models trained on {train_ds} ({recipe})")
         path = results / "tables" / f"{train_ds}.md"
         io.write_text(path, text)

@@ -81,10 +81,14 @@ def test_bad_train_value_names_its_key(override: str, key: str) -> None:
         ("dataset.protocol.ssim_variant=ms_ssim", "dataset.protocol.ssim_variant"),
         ("dataset.protocol.quantize=uint16", "dataset.protocol.quantize"),
         ("dataset.protocol.crop_border=-1", "dataset.protocol.crop_border"),
+        ("dataset.protocol.align=sift", "dataset.protocol.align"),
+        ("+dataset.protocol.extra_ssim_variants=[ms_ssim]", "dataset.protocol.extra_ssim_variants"),
+        ("+dataset.protocol.extra_ssim_variants=[gaussian2d]", "dataset.protocol.extra_ssim_variants"),
+        ("dataset=realblur_j dataset.protocol.ssim_variant=matlab3d", "dataset.protocol.align"),
     ],
 )
 def test_bad_protocol_value_names_its_key(override: str, key: str) -> None:
-    cfg = compose([override])
+    cfg = compose(override.split())
     with pytest.raises(ConfigError, match=rf"^{key}:"):
         build(Protocol, cfg.dataset.protocol, "dataset.protocol")
 
@@ -188,3 +192,17 @@ def test_every_model_recipe_names_a_train_profile() -> None:
     for name in list_models():
         recipe = compose([f"model={name}"]).model.recipe
         assert recipe is None or (CONF_DIR / "train" / f"{recipe}.yaml").is_file(), name
+
+
+def test_benchmark_protocols_are_their_papers() -> None:
+    gopro = build(Protocol, compose(["dataset=gopro"]).dataset.protocol, "p")
+    assert (gopro.quantize, gopro.ssim_variant, gopro.extra_ssim_variants, gopro.align) == (
+        "uint8",
+        "gaussian2d",
+        ("matlab3d",),
+        "none",
+    )
+    assert "second SSIM column `matlab3d`" in gopro.describe()
+    for name in ("realblur_j", "realblur_r"):
+        realblur = build(Protocol, compose([f"dataset={name}"]).dataset.protocol, "p")
+        assert realblur.align == "ecc" and "ECC homography" in realblur.describe()

@@ -15,6 +15,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from benchmark.config import Protocol
 from benchmark.data import PairedDataset
 from benchmark.evaluate import evaluate, run_evaluation, score
+from benchmark.metrics import realblur_scores, ssim
 from benchmark.train import run_training
 from models import CheckpointError
 
@@ -70,13 +71,13 @@ def test_perfect_restoration_scores_the_ceiling(tiny_synth: Path) -> None:
 def test_quantisation_and_border_crop_follow_the_protocol() -> None:
     gt = torch.full((1, 3, 16, 16), 128 / 255)  # on the 8-bit grid, as ground-truth PNGs are
     pred = gt + 0.3 / 255  # rounds back to gt under the uint8 protocol
-    p8, _ = score(pred, gt, Protocol(quantize="uint8", ssim_variant="gaussian2d"))
-    pf, _ = score(pred, gt, Protocol(quantize="none", ssim_variant="gaussian2d"))
+    p8 = score(pred, gt, Protocol(quantize="uint8", ssim_variant="gaussian2d"))["psnr"]
+    pf = score(pred, gt, Protocol(quantize="none", ssim_variant="gaussian2d"))["psnr"]
     assert p8.item() == pytest.approx(100.0)
     assert pf.item() == pytest.approx(10 * np.log10(1 / (0.3 / 255) ** 2), abs=1e-3)
     framed = gt.clone()
     framed[..., :2, :] = 0  # damage only the border
-    pc, _ = score(framed, gt, Protocol(quantize="uint8", ssim_variant="gaussian2d", crop_border=2))
+    pc = score(framed, gt, Protocol(quantize="uint8", ssim_variant="gaussian2d", crop_border=2))["psnr"]
     assert pc.item() == pytest.approx(100.0)
 
 
@@ -103,3 +104,17 @@ def test_missing_and_mismatched_checkpoints_are_clear_errors(small_cfg, tmp_path
     listing = r"(?s)missing keys \(100\):\n    AFFs.*unexpected keys \(1\):\n    conv\.weight"
     with pytest.raises(CheckpointError, match=listing):
         run_evaluation(small_cfg("model=mimo_unet_tiny", f"checkpoint={wrong}"))
+
+
+def test_protocol_extras_and_ecc_alignment_reach_the_scores() -> None:
+    from skimage import data
+
+    gt = (torch.from_numpy(data.astronaut()[100:164, 100:180]).permute(2, 0, 1).float() / 255)[None]
+    pred = torch.roll(gt, shifts=(2, -1), dims=(2, 3))
+    plain = score(pred, gt, Protocol(quantize="uint8", ssim_variant="gaussian2d", extra_ssim_variants=("matlab3d",)))
+    assert set(plain) == {"psnr", "ssim", "ssim_matlab3d"}
+    assert plain["ssim_matlab3d"].item() == pytest.approx(ssim(pred, gt, variant="matlab3d").item())
+    aligned = score(pred, gt, Protocol(quantize="uint8", ssim_variant="gaussian2d", align="ecc"))
+    p, s = realblur_scores(pred[0], gt[0])
+    assert (aligned["psnr"].item(), aligned["ssim"].item()) == (pytest.approx(p), pytest.approx(s))
+    assert aligned["psnr"].item() > plain["psnr"].item() + 5  # the shift is undone before scoring

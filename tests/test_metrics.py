@@ -11,7 +11,15 @@ from scipy import ndimage as ndi
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from benchmark.metrics import SSIM_VARIANTS, psnr, quantize_uint8, ssim
+from benchmark.metrics import (
+    SSIM_VARIANTS,
+    AlignmentError,
+    psnr,
+    quantize_uint8,
+    realblur_align,
+    realblur_scores,
+    ssim,
+)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -220,3 +228,45 @@ def test_matlab3d_mixes_channels_unlike_gaussian2d() -> None:
     swap = [1, 0, 2]
     assert ssim(pred[:, swap], gt[:, swap], "gaussian2d").item() == pytest.approx(ssim(pred, gt, "gaussian2d").item())
     assert abs(ssim(pred[:, swap], gt[:, swap], "matlab3d").item() - ssim(pred, gt, "matlab3d").item()) > 1e-4
+
+
+# --- RealBlur: intensity matching, ECC alignment, masked scores -------------------------------------------------
+
+
+def _astronaut() -> torch.Tensor:
+    return torch.from_numpy(data.astronaut()).permute(2, 0, 1).double() / 255.0
+
+
+def test_realblur_identical_images() -> None:
+    image = _astronaut()[:, 100:228, 100:260].float()
+    assert realblur_scores(image, image) == (pytest.approx(100.0), pytest.approx(1.0, abs=1e-6))
+
+
+def test_realblur_alignment_undoes_a_pure_translation() -> None:
+    big = _astronaut()
+    gt, shifted = big[:, 100:260, 120:300].float(), big[:, 104:264, 117:297].float()  # 4 px down, 3 px left
+    unaligned = psnr(shifted[None].double(), gt[None].double()).item()
+    aligned, aligned_ssim = realblur_scores(shifted, gt)
+    assert unaligned < 15 and aligned > unaligned + 15 and aligned_ssim > 0.99
+    # The homography ECC finds is that translation: the 4 top rows and 3 right columns have no source pixels.
+    z = shifted.permute(1, 2, 0).numpy().astype(np.float32)
+    x = gt.permute(1, 2, 0).numpy().astype(np.float32)
+    _, _, mask = realblur_align(z, x)
+    assert mask[:4].max() == 0 and mask[:, -3:].max() == 0 and mask[4:, :-3].min() == 1
+
+
+def test_realblur_intensity_matching_closed_form_for_a_constant_offset() -> None:
+    gt = _astronaut()[:, 150:278, 150:310].float()
+    pred = (gt + 0.05).clamp(0, 1)
+    z, x = pred.permute(1, 2, 0).numpy().astype(np.float32), gt.permute(1, 2, 0).numpy().astype(np.float32)
+    alpha = (x * z).sum() / (z * z).sum()  # the scale that best maps the prediction onto the ground truth
+    expected = 10 * np.log10(1 / np.mean((x - alpha * z) ** 2, dtype=np.float64))
+    got, _ = realblur_scores(pred, gt)
+    assert got == pytest.approx(expected, abs=0.01)
+    assert got > psnr(pred[None].double(), gt[None].double()).item()  # matching removes part of the offset
+
+
+def test_realblur_alignment_failure_is_an_alignment_error() -> None:
+    flat = torch.full((3, 32, 32), 0.5)
+    with pytest.raises(AlignmentError, match="ECC alignment failed"):
+        realblur_scores(flat, flat)

@@ -53,7 +53,9 @@ def test_load_records_reads_pipeline_combinations_only(tmp_path: Path) -> None:
     (runs / "stale.json").write_text(json.dumps(_record("stale", 99, 0.99)))  # not in the pipeline: ignored
     records = load_records(tmp_path, ["identity"], ["synthblur"], (False, True))
     assert [r.row for r in records] == ["identity"]
-    with pytest.raises(FileNotFoundError, match=r"net\.json is missing: run `dvc repro evaluate@net-synthblur`"):
+    with pytest.raises(
+        FileNotFoundError, match=r"net\.json is missing: run `dvc repro evaluate@net-synthblur-synthblur`"
+    ):
         load_records(tmp_path, ["identity", "net"], ["synthblur"], (False,))
 
 
@@ -70,6 +72,26 @@ def test_report_stage_rerenders_the_complexity_table_from_its_records(tmp_path: 
     )
     expected = table.read_text()
     table.unlink()
-    cfg = compose([f"paths.results={tmp_path}", "pipeline.datasets=[]", "tracking=none"])
+    cfg = compose([f"paths.results={tmp_path}", "pipeline.train_datasets=[]", "tracking=none"])
     assert run_report(cfg) == [table]
     assert table.read_text() == expected and "| identity | 0 | 0.0 | 0.0 | not measured |" in expected
+
+
+def test_cross_dataset_records_and_extra_ssim_columns(tmp_path: Path) -> None:
+    """A GoPro-trained model scored on GoPro and HIDE: one row, a column group per test set, matlab3d beside it."""
+    for test, psnr in (("gopro", 30.0), ("hide", 28.0)):
+        runs = tmp_path / "runs" / "gopro" / test
+        runs.mkdir(parents=True)
+        record = {**_record("net", psnr, 0.9), "train_dataset": "gopro", "dataset": test, "ssim_matlab3d": 0.95}
+        (runs / "net.json").write_text(json.dumps(record))
+    records = load_records(tmp_path, ["net"], ["gopro"], (False,), ["gopro", "hide"])
+    assert [(r.dataset, r.psnr, r.extra_ssim) for r in records] == [
+        ("gopro", 30.0, (("matlab3d", 0.95),)),
+        ("hide", 28.0, (("matlab3d", 0.95),)),
+    ]
+    text = render_table(records, title="t")
+    assert (
+        "| Model | gopro PSNR | gopro SSIM | gopro SSIM (matlab3d) | hide PSNR | hide SSIM | hide SSIM (matlab3d) |"
+        in text
+    )
+    assert "| net | 30.00 | 0.9000 | 0.9500 | 28.00 | 0.9000 | 0.9500 |" in text
