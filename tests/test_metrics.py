@@ -270,3 +270,16 @@ def test_realblur_alignment_failure_is_an_alignment_error() -> None:
     flat = torch.full((3, 32, 32), 0.5)
     with pytest.raises(AlignmentError, match="ECC alignment failed"):
         realblur_scores(flat, flat)
+
+
+@pytest.mark.parametrize("variant", ["gaussian2d", "matlab3d"])
+def test_constant_offset_closed_form_for_both_variants(variant: str) -> None:
+    """Flat images a and b: no structure term, SSIM = (2ab + C1) / (a^2 + b^2 + C1) on the 0..255 scale."""
+    a, b = 90.0, 120.0
+    c1 = (0.01 * 255) ** 2
+    pred = torch.full((2, 3, 16, 20), a / 255, dtype=torch.float64)
+    gt = torch.full((2, 3, 16, 20), b / 255, dtype=torch.float64)
+    expected = (2 * a * b + c1) / (a * a + b * b + c1)
+    assert ssim(pred, gt, variant=variant).tolist() == pytest.approx([expected, expected], abs=1e-9)
+    # PSNR of a constant offset d: 10 log10(1 / d^2).
+    assert psnr(pred, gt)[0].item() == pytest.approx(10 * math.log10(1 / (30 / 255) ** 2), abs=1e-9)
