@@ -1,7 +1,8 @@
 """Configuration: Hydra composition of ``conf/``, the params.yaml overlay for DVC stages, typed validated sections.
 
 ``conf/`` is the only source. ``dvc exp run -S key=value`` composes it into ``params.yaml``; stage commands pass
-``params_file=params.yaml`` so that the shared sections (``train``, ``eval``, ``tracking``, ``seed``, ``paths``) come
+``params_file=params.yaml`` so that the shared sections (``SHARED_SECTIONS``: ``train``, ``recipe``, ``eval``,
+``tracking``, ``seed``, ``paths``, ``pipeline``, ``figures``) come
 from that file, while each stage's model and dataset files come from ``conf/`` through its own ``model=``/``dataset=``
 overrides (those files are dependencies of the stages, so editing one re-runs exactly its stages).
 
@@ -22,7 +23,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-SHARED_SECTIONS = ("train", "recipe", "eval", "tracking", "seed", "paths")
+SHARED_SECTIONS = ("train", "recipe", "eval", "tracking", "seed", "paths", "pipeline", "figures")
 
 
 class ConfigError(ValueError):

@@ -206,3 +206,13 @@ def test_benchmark_protocols_are_their_papers() -> None:
     for name in ("realblur_j", "realblur_r"):
         realblur = build(Protocol, compose([f"dataset={name}"]).dataset.protocol, "p")
         assert realblur.align == "ecc" and "ECC homography" in realblur.describe()
+
+
+def test_params_file_carries_the_pipeline_lists(tmp_path: Path) -> None:
+    """`dvc exp run -S 'pipeline.models=[...]'` changes params.yaml only; the stages must read the lists from it."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["pipeline"]["models"] = ["identity"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    cfg = apply_params_file(compose([f"params_file={path}"]))
+    assert list(cfg.pipeline.models) == ["identity"]

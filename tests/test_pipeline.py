@@ -55,6 +55,7 @@ IGNORE = shutil.ignore_patterns(
     "tmp",
     "runs",
     "tables",
+    "figures",
 )
 
 
@@ -99,6 +100,16 @@ def test_dvc_repro_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
         assert f"| {row} |" in table
     assert "| identity-Local |" not in table and "| mimo_unet_tiny-Local |" not in table  # TLC not applicable
     assert "SSIM variant `gaussian2d`" in table
+    assert "[" in table.split("| nafnet_tiny |")[1].split("\n")[0]  # bootstrap intervals from the per-image CSVs
+    for name in ("table1.md", "table2.md", "table3.md", "complexity.md"):
+        assert (root / "results" / "tables" / name).is_file()
+    assert "| MSFS-Net-Local | 33.46 | 0.964 |" in (root / "results" / "tables" / "table1.md").read_text()
+    figures = sorted(p.name for p in (root / "results" / "figures").glob("*.png"))
+    assert figures == [
+        "figure1_synthblur.png",
+        "figure5_synthblur-synthblur.png",
+        "figure6_synthblur_msfsnet_tiny-synthblur.png",
+    ]
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], root, env).stdout)
     flat = json.dumps(metrics)
     assert '"psnr"' in flat and '"ssim"' in flat
@@ -108,6 +119,7 @@ def test_dvc_repro_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
     kinds = runs["tags.kind"].value_counts().to_dict()
     # 4 trainings; evaluations: 4 plain + NAFNet-Local + MSFS-Net-Local (TLC does not apply to identity and MIMO-UNet).
     assert kinds.get("train") == 4 and kinds.get("evaluate") == 6 and kinds.get("report") == 1
+    assert kinds.get("figures") == 1
     assert set(runs["status"]) == {"FINISHED"}
     evaluated = runs.loc[runs["tags.kind"] == "evaluate", ["tags.model", "tags.tlc"]]
     assert sorted(map(tuple, evaluated.values.tolist())) == [
