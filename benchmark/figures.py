@@ -12,7 +12,8 @@
 Definitions (stated in the figure captions too): images are converted to luma (Rec. 601: 0.299 R + 0.587 G +
 0.114 B) in [0, 1]; the entropy of a component is the Shannon entropy in bits of its 256-bin histogram over a fixed
 range ([0, 1] for LF, [-0.5, 0.5] for HF, values outside clipped into the end bins); the JSD is computed in bits
-(base 2, so it lies in [0, 1]) between the histograms of the per-image entropies on 30 shared bins.
+(base 2, so it lies in [0, 1]) between the histograms of the per-image entropies on shared bins, sqrt(number of
+images) of them, between 5 and 30.
 """
 
 from __future__ import annotations
@@ -74,9 +75,18 @@ def component_entropies(image: torch.Tensor, *, sigma: float, scale: int) -> tup
     return entropy_bits(low, 0.0, 1.0), entropy_bits(gray - low, -0.5, 0.5)
 
 
-def jensen_shannon(a: Sequence[float], b: Sequence[float], bins: int = JSD_BINS) -> float:
-    """JSD (bits, in [0, 1]) between the histograms of two samples on ``bins`` shared bins."""
+def jsd_bins(n: int) -> int:
+    """Shared histogram bins for samples of ``n`` images: sqrt(n), between 5 and ``JSD_BINS``.
+
+    A fixed 30 bins would leave most bins empty for a dozen images and push the JSD of two overlapping samples to 1.
+    """
+    return int(min(JSD_BINS, max(5, np.ceil(np.sqrt(n)))))
+
+
+def jensen_shannon(a: Sequence[float], b: Sequence[float], bins: int | None = None) -> float:
+    """JSD (bits, in [0, 1]) between the histograms of two samples on shared bins (default ``jsd_bins``)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    bins = bins or jsd_bins(min(a.size, b.size))
     low, high = min(a.min(), b.min()), max(a.max(), b.max())
     if high == low:
         return 0.0
@@ -110,7 +120,7 @@ def entropy_figure(path: Path, groups: dict[str, list[torch.Tensor]], *, sigma: 
             value = jensen_shannon(a, b)
             jsd[f"{band}@1/{scale}"] = value
             ax = axes[row, col]
-            edges = np.histogram_bin_edges(np.concatenate([a, b]), bins=JSD_BINS)
+            edges = np.histogram_bin_edges(np.concatenate([a, b]), bins=jsd_bins(min(len(a), len(b))))
             ax.hist(a, bins=edges, alpha=0.6, label=name_a, density=True)
             ax.hist(b, bins=edges, alpha=0.6, label=name_b, density=True)
             ax.set_title(f"{band}, scale {'1' if scale == 1 else f'1/{scale}'}: JSD = {value:.3f}")
@@ -118,7 +128,8 @@ def entropy_figure(path: Path, groups: dict[str, list[torch.Tensor]], *, sigma: 
             ax.legend(fontsize=8)
     fig.suptitle(
         f"{title}\nLF = Gaussian low-pass (sigma {sigma} px) of the luma, HF = luma - LF; entropy of the 256-bin "
-        "histogram; JSD in bits on 30 shared bins",
+        f"histogram; JSD in bits on {jsd_bins(min(len(images_a), len(images_b)))} shared bins (sqrt of the image "
+        "count, 5 to 30)",
         fontsize=9,
     )
     path.parent.mkdir(parents=True, exist_ok=True)

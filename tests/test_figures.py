@@ -8,7 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.figures import component_entropies, entropy_bits, gaussian_lowpass, jensen_shannon, run_figures
+from benchmark.figures import (
+    component_entropies,
+    entropy_bits,
+    gaussian_lowpass,
+    jensen_shannon,
+    jsd_bins,
+    run_figures,
+)
 
 
 def test_entropy_known_answers() -> None:
@@ -31,6 +38,9 @@ def test_lowpass_keeps_constants_and_hf_of_a_flat_image_is_zero() -> None:
 def test_jensen_shannon_known_answers() -> None:
     assert jensen_shannon([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(0.0)
     assert jensen_shannon([0.0, 0.0], [10.0, 10.0]) == pytest.approx(1.0)  # disjoint supports: 1 bit
+    # Half the mass shared: P = (1/2, 1/2, 0), Q = (0, 1/2, 1/2) on 3 bins -> JSD = 1/2 bit.
+    assert jensen_shannon([0.0, 1.0], [1.0, 2.0], bins=3) == pytest.approx(0.5)
+    assert (jsd_bins(12), jsd_bins(100), jsd_bins(1111)) == (5, 10, 30)
 
 
 def test_figures_are_rendered_for_the_pipeline(small_cfg, tiny_synth: Path) -> None:
