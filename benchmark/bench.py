@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import io
-from benchmark.complexity import _cpu_name
+from benchmark.complexity import cpu_name, median_seconds
 from benchmark.config import CONF_DIR, Protocol, build, project_root
 
 
@@ -64,24 +64,6 @@ KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 """Dense bf16 tensor-core peaks (vendor data sheets, SXM parts) by GPU name fragment; CPU peaks are not assumed."""
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, device: torch.device, repeats: int) -> float:
-    """Median seconds of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bench_model(
     name: str, *, device: torch.device, size: int, batch: int, latency_size: tuple[int, int], repeats: int
 ) -> dict[str, float | None]:
@@ -107,7 +89,7 @@ def bench_model(
             model.loss(model.forward_train(lq, gt), gt)["total"].backward()
             optim.step()
 
-        seconds = _timed(step, device, repeats)
+        seconds = median_seconds(step, device, repeats)
         out["train_images_per_s"] = batch / seconds
         out["train_tflops"] = train_flops / seconds / 1e12
     else:
@@ -117,12 +99,12 @@ def bench_model(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with torch.inference_mode():
-        out["latency_ms"] = _timed(lambda: model(blur), device, repeats) * 1000
+        out["latency_ms"] = median_seconds(lambda: model(blur), device, repeats) * 1000
     out["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     local = to_local(model.cpu(), (size, size)).to(device).eval()
     if count_local_layers(local):
         with torch.inference_mode():
-            out["latency_tlc_ms"] = _timed(lambda: local(blur), device, repeats) * 1000
+            out["latency_tlc_ms"] = median_seconds(lambda: local(blur), device, repeats) * 1000
     else:
         out["latency_tlc_ms"] = None
     return out
@@ -240,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = bench_protocols(args.repeats)
     payload = {
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),

@@ -26,7 +26,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,22 +65,28 @@ def count_macs(name: str, size: tuple[int, int]) -> int:
     return counter.get_total_flops() // 2
 
 
+def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after one warm-up call (which pays for allocation,
+    autotuning and caches); on CUDA each call is bracketed by ``torch.cuda.synchronize``."""
+    times = []
+    for i in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i > 0:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def measure_latency(model: DeblurModel, size: tuple[int, int], *, device: torch.device, repeats: int) -> float:
     """Median seconds of ``model(blur)`` for a (1, 3, H, W) input on ``device`` after one warm-up forward."""
     model = model.to(device).eval()
     blur = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
-    times = []
     with torch.inference_mode():
-        for i in range(repeats + 1):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            model(blur)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i > 0:  # the first forward pays for allocation, autotuning and caches
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return median_seconds(lambda: model(blur), device, repeats)
 
 
 def profile_model(name: str, *, device: torch.device, repeats: int, latency: bool) -> Complexity:
@@ -114,14 +120,14 @@ def machine(device: torch.device) -> dict[str, object]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

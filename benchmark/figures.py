@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from benchmark import io
-from benchmark.config import ConfigError, apply_params_file, model_overrides, resolve_recipe
+from benchmark.config import ConfigError, apply_params_file, compose, model_overrides, resolve_recipe
 from benchmark.data import DatasetError, PairedDataset
 from benchmark.metrics import psnr, quantize_uint8
 from benchmark.tracking import start_run
@@ -165,7 +165,7 @@ def _restorer(cfg: DictConfig, model_name: str, train: str) -> torch.nn.Module:
     from benchmark.evaluate import checkpoint_path
 
     model_cfg = cfg.copy()
-    model_cfg.model = {"name": model_name, "overrides": {}}
+    model_cfg.model = compose([f"model={model_name}"]).model  # its conf file, overrides included, as training used
     model = create_model(model_name, **model_overrides(model_cfg))
     model_cfg.train_dataset = train
     model_cfg.checkpoint = None
