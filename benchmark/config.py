@@ -33,13 +33,25 @@ class ConfigError(ValueError):
 def project_root() -> Path:
     """The checkout this package runs from (the folder holding dvc.yaml), else the current directory.
 
-    The package location is used rather than the working directory so that `dvc exp run --temp/--queue`, which runs in
-    a temporary copy, still records into the project's own mlflow.db.
+    Inside a DVC experiment's temporary workspace (``dvc exp run --temp/--queue``) this is that workspace;
+    ``experiment_home`` names the repository it belongs to.
     """
     here = Path(__file__).resolve().parents[1]
     if (here / "dvc.yaml").exists() or (here / "pyproject.toml").exists():
         return here
     return Path.cwd()
+
+
+def experiment_home(root: Path | None = None) -> Path:
+    """The repository a checkout belongs to: ``root`` itself, or, for a DVC experiment's temporary workspace
+    (``<repo>/.dvc/tmp/exps/<tmp>/``, where `dvc exp run --temp` and queued experiments run and which DVC deletes
+    afterwards), the ``<repo>`` that launched it. Records that must outlive a run (mlflow.db) go there."""
+    root = (root or project_root()).resolve()
+    parts = root.parts
+    for i in range(len(parts) - 3, 0, -1):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return root
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -55,8 +67,19 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
 
 
 RECIPES = ("common", "published")
-EXECUTION_TRAIN_KEYS = ("checkpoint_every", "val_every", "log_every", "num_workers", "resume", "device")
-"""``train`` keys that say how a run executes, not what it learns: kept from the common section under any recipe."""
+EXECUTION_TRAIN_KEYS = (
+    "checkpoint_every",
+    "val_every",
+    "log_every",
+    "num_workers",
+    "resume",
+    "device",
+    "cache",
+    "compile",
+)
+"""``train`` keys that say how a run executes, not what it learns: kept from the common section under any recipe, and
+left out of the checkpoint fingerprint (a run resumes under new values of them). ``cache`` serves bit-identical
+pixels; ``compile`` runs the same graph through ``torch.compile``."""
 
 
 def resolve_recipe(cfg: DictConfig) -> DictConfig:
@@ -252,6 +275,8 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = False
     channels_last: bool = False
+    compile: bool = False
+    cache: bool = False
     resume: bool | str = "auto"
     augment: str = "flips"
 

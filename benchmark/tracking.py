@@ -1,8 +1,9 @@
 """MLflow tracking at the edge. The only module of the project that imports mlflow.
 
 Runs go to a sqlite database at an absolute path: ``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri``, else
-``sqlite:///<repo>/mlflow.db``. (A relative default would follow the working directory, so `dvc exp run --temp`
-runs would vanish with their temporary folder.) Telemetry is switched off before mlflow is imported.
+``sqlite:///<repo>/mlflow.db``, where ``<repo>`` is the repository that launched the run even when DVC runs it in a
+temporary workspace (`dvc exp run --temp`, queued experiments: ``benchmark.config.experiment_home``), whose files
+vanish with it. Telemetry is switched off before mlflow is imported.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import project_root
+from benchmark.config import experiment_home, project_root
 
 
 def tracking_uri(configured: str | None = None) -> str:
@@ -24,7 +25,7 @@ def tracking_uri(configured: str | None = None) -> str:
         return env
     if configured:
         return configured
-    return f"sqlite:///{(project_root() / 'mlflow.db').resolve()}"
+    return f"sqlite:///{experiment_home() / 'mlflow.db'}"
 
 
 def git_state(root: Path | None = None) -> dict[str, str]:

@@ -11,6 +11,19 @@ Checkpoints (``checkpoints/<model>-<dataset>/``, written atomically):
 - ``final.pt``: ``{"model": state_dict, ...}`` after the last step; what evaluation loads.
 
 A non-finite loss stops the run before the optimiser step with ``NonFiniteLossError``; the last good ``last.pt`` stays.
+
+Data parallel (``torchrun --nproc_per_node=N -m benchmark.train ...``, see ``benchmark.distributed``):
+
+- ``train.batch_size`` is the global batch. Each optimiser step takes the same global batch of sample indices as a
+  single process would (``epoch_batches``), and rank ``r`` trains on its ``r``-th slice of ``batch_size / N``
+  samples; crops and flips are keyed by the sample's global index, so the data of a step does not depend on ``N``.
+  DistributedDataParallel averages the ranks' gradients, i.e. the gradient of the global batch mean, so the loss
+  curve matches one process with the same global batch up to floating-point reduction order (tests/test_ddp.py).
+- Rank 0 alone writes checkpoints, validates and logs to MLflow; the logged losses are the mean over all ranks.
+- Each rank seeds its own torch generator (``seed + rank`` after the model is built) for stochastic layers
+  (MIMO-UNet+'s dropout); ``last.pt`` keeps every rank's RNG state.
+- The step counter, schedule and fingerprint do not involve ``N``: a run resumes under any number of processes (RNG
+  states are restored when ``N`` is unchanged, and re-seeded per rank from ``(seed, rank, step)`` otherwise).
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from benchmark import io
+from benchmark import distributed, io
 from benchmark.config import (
     EXECUTION_TRAIN_KEYS,
     ConfigError,
@@ -64,13 +77,17 @@ class TrainResult:
     resumed_from: int
     val_psnr: float | None
     mlflow_run_id: str | None
+    is_main: bool = True  # False on the ranks > 0 of a torchrun job (which write nothing)
 
 
-def select_device(name: str) -> torch.device:
+def select_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` = CUDA when available, else CPU; under torchrun each rank takes ``cuda:<local_rank>``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name} requested but CUDA is not available; use device=cpu or auto")
+    if name == "cuda" and local_rank is not None:
+        return torch.device("cuda", local_rank)
     return torch.device(name)
 
 
@@ -116,6 +133,30 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
     return [perm[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 
 
+class LossStep(torch.nn.Module):
+    """``forward(lq, gt) -> loss terms`` of a model: the unit that DistributedDataParallel and ``torch.compile`` wrap.
+
+    DDP synchronises gradients only for computations that run through its own ``forward``, and a model's training
+    path is ``forward_train`` + ``loss`` (not ``forward``), so both are folded into this module's forward.
+    """
+
+    def __init__(self, model: DeblurModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, lq: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(self.model.loss(self.model.forward_train(lq, gt), gt))
+
+
+def rank_slices(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """Rank ``rank``'s share of each global batch: the ``rank``-th of ``world_size`` equal contiguous slices."""
+    out = []
+    for batch in batches:
+        per = len(batch) // world_size
+        out.append(batch[rank * per : (rank + 1) * per])
+    return out
+
+
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -156,23 +197,52 @@ def validate(model: DeblurModel, dataset: PairedDataset, device: torch.device, p
 
 
 def run_training(cfg: DictConfig) -> TrainResult:
-    """Train ``cfg.model`` on ``cfg.dataset`` as ``cfg.train`` says; returns where the weights went."""
+    """Train ``cfg.model`` on ``cfg.dataset`` as ``cfg.train`` says; returns where the weights went.
+
+    Under torchrun every rank calls this; see the module docstring for what each rank does.
+    """
     tcfg: TrainConfig = build(TrainConfig, cfg.train, "train")
     protocol: Protocol = build(Protocol, cfg.dataset.protocol, "dataset.protocol")
-    device = select_device(tcfg.device)
+    env = distributed.detect()
+    if tcfg.batch_size % env.world_size:
+        raise ConfigError(
+            f"train.batch_size: the global batch {tcfg.batch_size} does not split evenly over {env.world_size} "
+            f"processes; use a multiple of {env.world_size} or another --nproc_per_node"
+        )
+    device = select_device(tcfg.device, env.local_rank if env.distributed else None)
+    distributed.init(env, device)
+    try:
+        return _train(cfg, tcfg, protocol, env, device)
+    finally:
+        distributed.shutdown()
+
+
+def _train(
+    cfg: DictConfig, tcfg: TrainConfig, protocol: Protocol, env: distributed.DistEnv, device: torch.device
+) -> TrainResult:
     out_dir = run_dir(cfg)
     last_path, final_path = out_dir / "last.pt", out_dir / "final.pt"
     fp = fingerprint(cfg)
-    for stale in out_dir.glob(".*.tmp"):  # a temp file of a write that a killed run never finished
-        stale.unlink()
+    if env.is_main:
+        for stale in out_dir.glob(".*.tmp"):  # a temp file of a write that a killed run never finished
+            stale.unlink()
 
     root = Path(cfg.dataset.root)
     pairs = find_pairs(root / "train")
     train_names, val_names = split_train_val(pairs, int(cfg.dataset.get("val_count", 0)))
+    cache = Path(cfg.paths.cache) / cfg.dataset.name if tcfg.cache else None
+    if not env.is_main:
+        distributed.barrier()  # rank 0 decodes the cache first; the others then find every entry ready
     train_set = PairedDataset(
-        root, "train", crop_size=tcfg.crop_size, augment=tcfg.augment, seed=cfg.seed, names=train_names
+        root, "train", crop_size=tcfg.crop_size, augment=tcfg.augment, seed=cfg.seed, names=train_names, cache=cache
     )
-    val_set = PairedDataset(root, "train", crop_size=None, augment="none", names=val_names) if val_names else None
+    if env.is_main:
+        distributed.barrier()
+    val_set = (
+        PairedDataset(root, "train", crop_size=None, augment="none", names=val_names)
+        if val_names and env.is_main
+        else None
+    )
     steps_per_epoch = len(train_set) // tcfg.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(
@@ -182,9 +252,11 @@ def run_training(cfg: DictConfig) -> TrainResult:
     if tcfg.max_steps is not None:
         total_steps = min(total_steps, tcfg.max_steps)
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = create_model(cfg.model.name, **model_overrides(cfg)).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    if env.distributed:
+        torch.manual_seed(cfg.seed + env.rank)
 
     state = None
     if tcfg.resume is not False and last_path.exists():
@@ -209,9 +281,10 @@ def run_training(cfg: DictConfig) -> TrainResult:
         "dataset_hash": dataset_fingerprint(root),
         "fingerprint": fp,
         "parameters": model.num_parameters,
+        "world_size": env.world_size,
     }
     with start_run(
-        enabled=bool(cfg.tracking.enabled),
+        enabled=bool(cfg.tracking.enabled) and env.is_main,
         experiment=cfg.tracking.experiment,
         run_name=f"train/{cfg.model.name}-{cfg.dataset.name}",
         tags=tags,
@@ -226,10 +299,11 @@ def run_training(cfg: DictConfig) -> TrainResult:
             val = validate(model, val_set, device, protocol) if val_set else None
             if val is not None:
                 run.log_metrics({"val/psnr": val}, step=0)
-            io.save_torch(
-                final_path, {"model": model.state_dict(), "step": 0, "fingerprint": fp, "config": to_dict(cfg)}
-            )
-            return TrainResult(final_path, last_path, 0, 0, val, run.run_id)
+            if env.is_main:
+                io.save_torch(
+                    final_path, {"model": model.state_dict(), "step": 0, "fingerprint": fp, "config": to_dict(cfg)}
+                )
+            return TrainResult(final_path, last_path, 0, 0, val, run.run_id, env.is_main)
 
         optimizer = build_optimizer(trainable, tcfg.optimizer)
         base_lr = tcfg.optimizer.lr
@@ -244,14 +318,36 @@ def run_training(cfg: DictConfig) -> TrainResult:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            _set_rng_state(state["rng"])
             step = int(state["step"])
-            print(f"[train] resuming {last_path} at step {step}/{total_steps}", file=sys.stderr)
+            # One RNG state per rank (a single dict in checkpoints written before data parallelism existed).
+            rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+            if len(rng) == env.world_size:
+                _set_rng_state(rng[env.rank])
+            else:
+                torch.manual_seed(cfg.seed * 1_000_003 + env.rank * 7_919 + step)
+                if env.is_main:
+                    print(
+                        f"[train] {last_path} was written by {len(rng)} process(es), resuming with "
+                        f"{env.world_size}: data order and weights continue exactly, dropout masks are re-seeded",
+                        file=sys.stderr,
+                    )
+            if env.is_main:
+                print(f"[train] resuming {last_path} at step {step}/{total_steps}", file=sys.stderr)
         resumed_from = step
         if tcfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        runner: torch.nn.Module = LossStep(model)
+        if env.distributed:
+            runner = torch.nn.parallel.DistributedDataParallel(
+                runner, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if tcfg.compile:
+            runner = torch.compile(runner)
 
         def save_last(step: int) -> None:
+            rng = distributed.all_gather_objects(_rng_state())  # a collective: every rank takes part
+            if not env.is_main:
+                return
             io.save_torch(
                 last_path,
                 {
@@ -259,9 +355,10 @@ def run_training(cfg: DictConfig) -> TrainResult:
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(),
+                    "rng": rng,
                     "step": step,
                     "fingerprint": fp,
+                    "world_size": env.world_size,
                     "config": to_dict(cfg),
                     "mlflow_run_id": run.run_id or "",
                 },
@@ -269,12 +366,20 @@ def run_training(cfg: DictConfig) -> TrainResult:
 
         model.train()
         val_psnr = None
-        bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.model.name}", mininterval=2.0, file=sys.stderr)
+        bar = tqdm(
+            total=total_steps,
+            initial=step,
+            desc=f"train {cfg.model.name}",
+            mininterval=2.0,
+            file=sys.stderr,
+            disable=not env.is_main,
+        )
         t0, images = time.perf_counter(), 0
         while step < total_steps:
             epoch, offset = divmod(step, steps_per_epoch)
             train_set.set_epoch(epoch)
             batches = epoch_batches(len(train_set), tcfg.batch_size, cfg.seed, epoch)[offset:]
+            batches = rank_slices(batches, env.rank, env.world_size)
             loader = torch.utils.data.DataLoader(
                 train_set,
                 batch_sampler=batches,
@@ -294,11 +399,15 @@ def run_training(cfg: DictConfig) -> TrainResult:
                         gt.contiguous(memory_format=torch.channels_last),
                     )
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16):
-                    out = model.forward_train(lq, gt)
-                    terms = model.loss(out, gt)
+                    terms = runner(lq, gt)
                 total = terms["total"]
-                if not torch.isfinite(total):
-                    values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                # The global batch's loss terms (mean over ranks; this rank's alone for one process). A non-finite
+                # value on any rank is non-finite here, so every rank stops at the same step.
+                names = list(terms)
+                reduced = distributed.reduce_mean(torch.stack([terms[k].detach().float() for k in names]))
+                logged = dict(zip(names, reduced.tolist(), strict=True))
+                if not math.isfinite(logged["total"]):
+                    values = ", ".join(f"{k}={v:.4g}" for k, v in logged.items())
                     raise NonFiniteLossError(
                         f"{cfg.model.name}-{cfg.dataset.name}: non-finite loss at step {step + 1} ({values}). "
                         f"Nothing was written after the last good checkpoint "
@@ -310,33 +419,37 @@ def run_training(cfg: DictConfig) -> TrainResult:
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                images += lq.shape[0]
+                images += lq.shape[0] * env.world_size
                 bar.update(1)
                 if step % tcfg.log_every == 0 or step == total_steps:
                     elapsed = time.perf_counter() - t0
                     run.log_metrics(
                         {
-                            **{f"loss/{k}": float(v.detach()) for k, v in terms.items()},
+                            **{f"loss/{k}": v for k, v in logged.items()},
                             "lr": scheduler.get_last_lr()[0],
                             "train/images_per_s": images / max(elapsed, 1e-9),
                         },
                         step=step,
                     )
-                    bar.set_postfix(loss=f"{float(total.detach()):.4f}")
-                if val_set is not None and (step % tcfg.val_every == 0 or step == total_steps):
-                    val_psnr = validate(model, val_set, device, protocol)
-                    run.log_metrics({"val/psnr": val_psnr}, step=step)
+                    bar.set_postfix(loss=f"{logged['total']:.4f}")
+                if step % tcfg.val_every == 0 or step == total_steps:
+                    if val_set is not None:  # rank 0 only; the other ranks wait at the barrier
+                        val_psnr = validate(model, val_set, device, protocol)
+                        run.log_metrics({"val/psnr": val_psnr}, step=step)
+                    distributed.barrier()
                 if step % tcfg.checkpoint_every == 0 or step == total_steps:
                     save_last(step)
         bar.close()
         if total_steps == resumed_from and val_set is not None:
             val_psnr = validate(model, val_set, device, protocol)
         model = model.to(memory_format=torch.contiguous_format)
-        io.save_torch(
-            final_path, {"model": model.state_dict(), "step": step, "fingerprint": fp, "config": to_dict(cfg)}
-        )
-        run.set_tags({"steps": step, "resumed_from_step": resumed_from})
-        return TrainResult(final_path, last_path, step, resumed_from, val_psnr, run.run_id)
+        if env.is_main:
+            io.save_torch(
+                final_path, {"model": model.state_dict(), "step": step, "fingerprint": fp, "config": to_dict(cfg)}
+            )
+        distributed.barrier()  # no rank returns (and no caller reads final.pt) before it is written
+        run.set_tags({"steps": step, "resumed_from_step": resumed_from, "world_size": env.world_size})
+        return TrainResult(final_path, last_path, step, resumed_from, val_psnr, run.run_id, env.is_main)
 
 
 KNOWN_ERRORS = (ConfigError, DatasetError, CheckpointError, NonFiniteLossError)
@@ -349,6 +462,8 @@ def main(cfg: DictConfig) -> None:
     except KNOWN_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if not result.is_main:
+        return
     val = f", validation PSNR {result.val_psnr:.2f} dB" if result.val_psnr is not None else ""
     print(f"[train] {result.steps} steps -> {result.final_path}{val}")
 

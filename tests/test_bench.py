@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
-from benchmark.bench import _markdown, bench_loader, bench_metrics, bench_model
+from benchmark import bench
+from benchmark.bench import (
+    TRAIN_MODES,
+    _markdown,
+    bench_loader,
+    bench_metrics,
+    bench_model,
+    train_images_per_s,
+    write_frames,
+)
+from benchmark.data import PairedDataset
 
 
 def test_metric_benchmark_compares_equal_values() -> None:
     result = bench_metrics(pairs=2, size=32)
     assert result["max_abs_difference"] < 1e-6  # ours and scikit-image score the same pairs alike
-    assert result["ours_pairs_per_s"] > 0 and result["skimage_pairs_per_s"] > 0
+    assert result["ours_pairs_per_s"] > 0 and result["skimage_pairs_per_s"] > 0 and result["device"] == "cpu"
+
+
+def test_speed_modes_run_the_training_step() -> None:
+    cpu = torch.device("cpu")
+    assert train_images_per_s("identity", mode="fp32", device=cpu, size=16, batch=1, repeats=1) is None
+    for mode in ("fp32", "bf16", "bf16_cl"):
+        assert train_images_per_s("nafnet_tiny", mode=mode, device=cpu, size=32, batch=1, repeats=1) > 0
+    assert set(TRAIN_MODES["bf16_cl_compile"]) == {"bf16", "channels_last", "compile"}
+
+
+def test_frames_are_real_photographs_of_gopro_size(tmp_path: Path) -> None:
+    root = write_frames(tmp_path / "frames", pairs=2, size=(72, 128))
+    data = PairedDataset(root, "train", crop_size=None, augment="none")
+    item = data[0]
+    assert item["lq"].shape == (3, 72, 128) == item["gt"].shape
+    # A photograph and its blur: different, yet close (not noise, not a copy).
+    diff = float((item["lq"] - item["gt"]).abs().mean())
+    assert 0.005 < diff < 0.2 and float(item["gt"].std()) > 0.1
+
+
+def test_loader_benchmark_times_png_and_cache(tiny_synth: Path) -> None:
+    loader = bench_loader(tiny_synth, size=32, batch=2, workers=(0, 1), batches=2)
+    assert [(r["source"], r["workers"]) for r in loader["rows"]] == [("png", 0), ("png", 1), ("cache", 0), ("cache", 1)]
+    assert all(r["images_per_s"] > 0 for r in loader["rows"])
+    assert loader["frame"] == [64, 64] and loader["cache_entries"] == 18  # 9 train pairs, blur and sharp
+    assert loader["cache_bytes"] == 18 * 64 * 64 * 3 + 18 * 128  # the arrays plus each .npy's 128-byte header
+    assert loader["best_images_per_s"] == max(r["images_per_s"] for r in loader["rows"])
 
 
 def test_model_benchmark_and_summary(tiny_synth: Path) -> None:
@@ -24,8 +64,8 @@ def test_model_benchmark_and_summary(tiny_synth: Path) -> None:
     assert models["identity"]["train_images_per_s"] is None and models["identity"]["latency_tlc_ms"] is None
     naf = models["nafnet_tiny"]
     assert naf["train_images_per_s"] > 0 and naf["latency_ms"] > 0 and naf["latency_tlc_ms"] > 0
-    loader = bench_loader(tiny_synth, size=32, batch=2, workers=0, batches=2)
-    assert loader["images_per_s"] > 0
+    assert naf["train_tflops"] == pytest.approx(naf["train_gflop_per_step"] * naf["train_images_per_s"] / 1e3)
+    loader = bench_loader(tiny_synth, size=32, batch=2, workers=(0,), batches=2)
     payload = {
         "machine": {"device": "cpu", "cpu": "X", "threads": 1, "torch": "2"},
         "size": 32,
@@ -34,8 +74,40 @@ def test_model_benchmark_and_summary(tiny_synth: Path) -> None:
         "repeats": 1,
         "peak_tflops": None,
         "models": models,
+        "modes": {"nafnet_tiny": {"fp32": 10.0, "bf16": 5.0}},
         "metrics": bench_metrics(pairs=1, size=16),
         "loader": loader,
     }
     text = _markdown(payload)
     assert "| identity | 0 | not measured |" in text and "| nafnet_tiny | 290,715 |" in text
+    assert "| nafnet_tiny | 10.0 | 5.0 (0.50x) |" in text
+    headroom = loader["best_images_per_s"] / naf["train_images_per_s"]
+    assert f"| {headroom:,.1f}x |" in text and "nothing to train |" in text
+    assert "| memory-mapped uint8 cache | 0 |" in text
+
+
+def test_cli_writes_json_and_markdown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(bench, "project_root", lambda: tmp_path)
+    code = bench.main(
+        [
+            "models",
+            "--models",
+            "identity",
+            "--mode-models",
+            "--size",
+            "16",
+            "--latency-size",
+            "16",
+            "16",
+            "--repeats",
+            "1",
+            "--loader-pairs",
+            "1",
+            "--workers",
+            "0",
+        ]
+    )
+    assert code == 0
+    (json_path,) = (tmp_path / "results" / "bench").glob("cpu-*.json")
+    assert json_path.with_suffix(".md").read_text().startswith("# Benchmark:")
+    assert np.isfinite(json.loads(json_path.read_text())["loader"]["best_images_per_s"])

@@ -216,3 +216,14 @@ def test_params_file_carries_the_pipeline_lists(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(params))
     cfg = apply_params_file(compose([f"params_file={path}"]))
     assert list(cfg.pipeline.models) == ["identity"]
+
+
+def test_experiment_home_escapes_dvc_temporary_workspaces(tmp_path: Path) -> None:
+    from benchmark.config import experiment_home
+
+    repo = tmp_path / "repo"
+    workspace = repo / ".dvc" / "tmp" / "exps" / "tmpab12cd"
+    workspace.mkdir(parents=True)
+    assert experiment_home(workspace) == repo.resolve()
+    assert experiment_home(repo) == repo.resolve()
+    assert experiment_home(tmp_path / "exps") == (tmp_path / "exps").resolve()

@@ -15,6 +15,7 @@ import torch
 
 from benchmark import io
 from benchmark.config import SchedulerConfig
+from benchmark.data import PairedDataset
 from benchmark.train import NonFiniteLossError, epoch_batches, fingerprint, lr_factor, run_training
 from tests.conftest import REPO, small_overrides
 
@@ -186,3 +187,52 @@ def test_warmup_then_cosine_known_values() -> None:
         1.0,
         0.5,
     ]
+
+
+def test_decode_cache_trains_to_identical_weights(small_cfg, tmp_path: Path) -> None:
+    plain = run_training(small_cfg("model=nafnet_tiny", "train.max_steps=3"))
+    cached_cfg = small_cfg(
+        "model=nafnet_tiny",
+        "train.max_steps=3",
+        "train.cache=true",
+        f"paths.cache={tmp_path / 'decoded'}",
+        f"paths.checkpoints={tmp_path / 'cached'}",
+    )
+    assert fingerprint(cached_cfg) == fingerprint(small_cfg("model=nafnet_tiny", "train.max_steps=3"))
+    cached = run_training(cached_cfg)
+    assert sorted(p.name for p in (tmp_path / "decoded" / "synthblur" / "train" / "blur").glob("*.npy")) == [
+        f"{name}.npy"
+        for name in sorted(PairedDataset(cached_cfg.dataset.root, "train", crop_size=None, augment="none").names)[:6]
+    ]
+    a, b = _weights(plain.final_path), _weights(cached.final_path)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_channels_last_run_on_cpu(small_cfg) -> None:
+    cfg = small_cfg("model=msfsnet_tiny", "train.max_steps=2", "train.bf16=true", "train.channels_last=true")
+    result = run_training(cfg)
+    history = mlflow.MlflowClient().get_metric_history(result.mlflow_run_id, "loss/total")
+    assert len(history) == 2 and all(0 < m.value < 10 for m in history)
+    weights = _weights(result.final_path)
+    # final.pt holds contiguous float32 tensors whatever the training memory format and autocast dtype.
+    assert all(v.dtype == torch.float32 and v.is_contiguous() for v in weights.values() if v.is_floating_point())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_channels_last_compile_on_cuda(small_cfg) -> None:
+    cfg = small_cfg(
+        "model=msfsnet_tiny",
+        "train.max_steps=3",
+        "train.device=cuda",
+        "train.bf16=true",
+        "train.channels_last=true",
+        "train.compile=true",
+    )
+    eager = run_training(small_cfg("model=msfsnet_tiny", "train.max_steps=3", "train.device=cuda"))
+    fast = run_training(cfg)
+    client = mlflow.MlflowClient()
+    a = [m.value for m in client.get_metric_history(eager.mlflow_run_id, "loss/total")]
+    b = [m.value for m in client.get_metric_history(fast.mlflow_run_id, "loss/total")]
+    # bf16 rounds activations to 8 mantissa bits: the first loss (same weights, same batch) agrees to about 1%.
+    assert b[0] == pytest.approx(a[0], rel=2e-2)
