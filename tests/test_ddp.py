@@ -196,3 +196,29 @@ def test_global_batch_must_split_over_the_processes(tiny_synth: Path, tmp_path: 
     )
     assert done.returncode != 0
     assert "train.batch_size: the global batch 3 does not split evenly over 2 processes" in done.stderr
+
+
+@pytest.mark.slow
+def test_submitit_launcher_tasks_form_one_ddp_job(reference: Path, tiny_synth: Path, tmp_path: Path) -> None:
+    """The SLURM path without a cluster: Hydra's submitit launcher with its local executor starts one task per
+    (nominal) GPU with the SLURM-like variables submitit provides; benchmark.distributed must join them into one job
+    (not two independent runs writing one checkpoint folder)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    work = tmp_path / "submitit"
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark.train",
+        "--multirun",
+        "hydra/launcher=local",
+        "hydra.launcher.gpus_per_node=2",  # 2 tasks; CUDA_VISIBLE_DEVICES is harmless on a CPU-only machine
+        f"hydra.sweep.dir={work / 'sweep'}",
+        *_overrides(tiny_synth, work),
+    ]
+    _run(cmd, work)
+    logs = sorted((work / "sweep" / ".submitit").rglob("*_log.out"))
+    assert len(logs) == 2, logs  # two tasks ran
+    (run,) = _runs(work)  # and recorded one run
+    assert run.data.tags["world_size"] == "2"
+    ref, got = _losses(reference), _losses(work)
+    assert max(abs(got[s] - ref[s]) / abs(ref[s]) for s in ref) < LOSS_RTOL
