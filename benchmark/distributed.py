@@ -12,6 +12,7 @@ Everything here is a no-op for a single process, so the training loop has one co
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -97,7 +98,11 @@ def init(env: DistEnv, device: torch.device) -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
+    # Ranks > 0 wait at barriers while rank 0 alone decodes the training cache (minutes for GoPro's 4,206 images) or
+    # validates: NCCL's default timeout (10 minutes) would abort such a wait, so allow an hour.
+    dist.init_process_group(
+        backend=backend, rank=env.rank, world_size=env.world_size, timeout=datetime.timedelta(hours=1)
+    )
 
 
 def shutdown() -> None:
