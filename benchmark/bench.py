@@ -1,9 +1,9 @@
 """Benchmarks: ``python -m benchmark.bench [models|protocols|all] ...`` (no command = ``all``: both).
 
 ``models`` measures, for each model: training images/s at ``--size`` (the training loop's own step,
-``benchmark.train.LossStep`` + backward + AdamW step, fp32 eager), the FLOP utilisation that implies (training FLOPs
-taken as 3x the forward's, counted by ``torch.utils.flop_counter``, over ``--peak-tflops`` when the device's peak is
-known), inference latency at ``--latency-size`` with and without TLC (synchronised on CUDA), peak memory (CUDA).
+``benchmark.train.training_runner`` + backward + AdamW step, fp32 eager), the FLOP utilisation that implies (training
+FLOPs taken as 3x the forward's, counted by ``torch.utils.flop_counter``, over ``--peak-tflops`` when the device's
+peak is known), inference latency at ``--latency-size`` with and without TLC (synchronised on CUDA), peak memory (CUDA).
 Then, for ``--mode-models``, training images/s under each speed mode (``TRAIN_MODES``: bf16 autocast,
 channels_last, ``torch.compile``) against fp32 eager; metric throughput (our ``gaussian2d`` SSIM on the bench device
 vs scikit-image's on the same pairs); and loader throughput: ``PairedDataset`` random crops of 1280x720 PNG pairs
@@ -82,11 +82,12 @@ def train_images_per_s(
 ) -> float | None:
     """Training images/s of model ``name`` under ``TRAIN_MODES[mode]``: the training loop's step on random data.
 
-    The step is ``benchmark.train.LossStep`` (forward_train + the model's loss) under the mode's autocast, memory
-    format and compilation, then backward and an AdamW step, as ``benchmark.train`` runs it. ``None`` for a model with
-    nothing to train. ``torch.compile`` compiles during the warm-up step, which is not timed.
+    The step is ``benchmark.train.training_runner`` (forward_train + the model's loss, in the mode's memory format,
+    compiled when asked) under the mode's autocast, then backward and an AdamW step, as ``benchmark.train`` runs it.
+    ``None`` for a model with nothing to train. ``torch.compile`` compiles during the warm-up step, which is not
+    timed.
     """
-    from benchmark.train import LossStep
+    from benchmark.train import training_runner
     from models import create_model
 
     flags = TRAIN_MODES[mode]
@@ -96,14 +97,13 @@ def train_images_per_s(
     if not params:
         return None
     optim = torch.optim.AdamW(params, lr=1e-4)
-    lq = torch.rand(batch, 3, size, size, device=device)
-    gt = torch.rand(batch, 3, size, size, device=device)
-    if flags["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-        lq, gt = lq.contiguous(memory_format=torch.channels_last), gt.contiguous(memory_format=torch.channels_last)
-    runner: torch.nn.Module = LossStep(model).train()
-    if flags["compile"]:
-        runner = torch.compile(runner)
+    memory_format = torch.channels_last if flags["channels_last"] else torch.contiguous_format
+    lq = torch.rand(batch, 3, size, size, device=device).to(memory_format=memory_format)
+    gt = torch.rand(batch, 3, size, size, device=device).to(memory_format=memory_format)
+    model.train()
+    runner = training_runner(
+        model, device=device, channels_last=flags["channels_last"], compile=flags["compile"], data_parallel=False
+    )
 
     def step() -> None:
         optim.zero_grad(set_to_none=True)
@@ -225,10 +225,11 @@ def bench_loader(
     with tempfile.TemporaryDirectory(prefix="msfs-bench-loader-") as tmp:
         data_root = root if root is not None else write_frames(Path(tmp) / "frames", pairs=pairs)
         cache = Path(tmp) / "cache"
+        pairs_found = find_pairs(data_root / "train")
         start = time.perf_counter()
-        stats = build_cache(find_pairs(data_root / "train"), cache, "train")
+        stats = build_cache(pairs_found, cache, "train")
         build_seconds = time.perf_counter() - start
-        height, width = find_pairs(data_root / "train")[0].height, find_pairs(data_root / "train")[0].width
+        height, width = pairs_found[0].height, pairs_found[0].width
         rows = []
         for source in ("png", "cache"):
             dataset = PairedDataset(

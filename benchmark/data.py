@@ -444,13 +444,13 @@ def _write_entry(source: Path, npy: Path, sidecar: Path, shape: tuple[int, int, 
     return stamp, npy_stat.st_size
 
 
-def _ensure_entry(source: Path, npy: Path, sidecar: Path, shape: tuple[int, int, int]) -> tuple[dict[str, Any], bool]:
-    """Makes the entry hold the current version of ``source``; returns its stamp and whether it had to be decoded."""
+def _ensure_entry(source: Path, npy: Path, sidecar: Path, shape: tuple[int, int, int]) -> tuple[dict[str, Any], int]:
+    """Makes the entry hold the current version of ``source``; returns its stamp and the bytes decoded into it (0 when
+    it was valid already)."""
     stamp = _source_stamp(source)
     if _entry_is_valid(npy, sidecar, stamp, shape):
-        return stamp, False
-    stamp, _ = _write_entry(source, npy, sidecar, shape)
-    return stamp, True
+        return stamp, 0
+    return _write_entry(source, npy, sidecar, shape)
 
 
 def _remove_stale_temps(folder: Path) -> int:
@@ -533,12 +533,9 @@ def _build_cache(
         misses = misses[start:] + misses[:start]
     decoded = decoded_bytes = 0
     for side, name, source, npy, sidecar, shape in misses:
-        stamp = _source_stamp(source)
-        if not _entry_is_valid(npy, sidecar, stamp, shape):
-            stamp, written = _write_entry(source, npy, sidecar, shape)
-            decoded += 1
-            decoded_bytes += written
-        stamps[side, name] = stamp
+        stamps[side, name], written = _ensure_entry(source, npy, sidecar, shape)
+        decoded += int(written > 0)
+        decoded_bytes += written
     total_bytes = sum(existing_size(job[3]) for job in jobs)
     stats = CacheStats(
         entries=len(jobs),

@@ -81,9 +81,14 @@ class TrainResult:
 
 
 def select_device(name: str, local_rank: int | None = None) -> torch.device:
-    """``auto`` = CUDA when available, else CPU; under torchrun each rank takes ``cuda:<local_rank>``."""
+    """``auto`` = CUDA when available, else CPU; under torchrun (``local_rank`` given) rank r takes ``cuda:<r>``."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if local_rank is not None and name.startswith("cuda:"):
+        raise ConfigError(
+            f"train.device: {name} would put every rank of a multi-process job on one GPU; use device=cuda or auto "
+            "(each rank then takes the GPU of its local rank)"
+        )
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name} requested but CUDA is not available; use device=cpu or auto")
     if name == "cuda" and local_rank is not None:
@@ -146,6 +151,22 @@ class LossStep(torch.nn.Module):
 
     def forward(self, lq: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(self.model.loss(self.model.forward_train(lq, gt), gt))
+
+
+def training_runner(
+    model: DeblurModel, *, device: torch.device, channels_last: bool, compile: bool, data_parallel: bool
+) -> torch.nn.Module:
+    """What a training step calls: ``LossStep(model)``, wrapped in DistributedDataParallel for a multi-process job
+    and in ``torch.compile`` when asked. With ``channels_last`` the model is converted in place (feed it
+    channels-last inputs too). ``benchmark.bench`` times this same runner."""
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    runner: torch.nn.Module = LossStep(model)
+    if data_parallel:
+        runner = torch.nn.parallel.DistributedDataParallel(
+            runner, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return torch.compile(runner) if compile else runner
 
 
 def rank_slices(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
@@ -334,15 +355,10 @@ def _train(
             if env.is_main:
                 print(f"[train] resuming {last_path} at step {step}/{total_steps}", file=sys.stderr)
         resumed_from = step
-        if tcfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        runner: torch.nn.Module = LossStep(model)
-        if env.distributed:
-            runner = torch.nn.parallel.DistributedDataParallel(
-                runner, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if tcfg.compile:
-            runner = torch.compile(runner)
+        runner = training_runner(
+            model, device=device, channels_last=tcfg.channels_last, compile=tcfg.compile, data_parallel=env.distributed
+        )
+        memory_format = torch.channels_last if tcfg.channels_last else torch.contiguous_format
 
         def save_last(step: int) -> None:
             rng = distributed.all_gather_objects(_rng_state())  # a collective: every rank takes part
@@ -391,13 +407,8 @@ def _train(
             for batch in loader:
                 if step >= total_steps:
                     break
-                lq = batch["lq"].to(device, non_blocking=True)
-                gt = batch["gt"].to(device, non_blocking=True)
-                if tcfg.channels_last:
-                    lq, gt = (
-                        lq.contiguous(memory_format=torch.channels_last),
-                        gt.contiguous(memory_format=torch.channels_last),
-                    )
+                lq = batch["lq"].to(device, non_blocking=True, memory_format=memory_format)
+                gt = batch["gt"].to(device, non_blocking=True, memory_format=memory_format)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16):
                     terms = runner(lq, gt)
                 total = terms["total"]

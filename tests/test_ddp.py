@@ -5,11 +5,12 @@ recording into its own sqlite MLflow database.
 
 Tolerance: the two runs see the same samples at every step (``train.rank_slices``), so they differ only by the order
 of floating-point reductions (a convolution over a batch of 2 vs 4, the gradient all-reduce). Measured on this
-machine (2 cores, torch 2.15, mimo_unet_tiny, global batch 4 on 32 px crops, 40 AdamW steps): the largest relative
-difference of the logged total loss was 2.2e-7, and of the final weights (max |difference| / max |weight| per tensor)
-7.4e-5. The test allows 1e-4 on the losses, far below the step-to-step change of the loss (several percent, checked),
-so a run that trained on other samples or with un-averaged gradients fails it; 1e-3 on the weights, where Adam's
-normalisation amplifies rounding in parameters with tiny gradients.
+machine (2 cores, torch 2.15, mimo_unet_tiny, global batch 4 on 32 px crops, 40 AdamW steps;
+``pytest tests/test_ddp.py -k follow -s`` prints both): the largest relative difference of the logged total loss was
+2.2e-7, and of the final weights (max |difference| / max |weight| per tensor) 7.4e-5. The test allows 1e-4 on the
+losses, far below the step-to-step change of the loss (several percent, checked), so a run that trained on other
+samples or with un-averaged gradients fails it; 1e-3 on the weights, where Adam's normalisation amplifies rounding in
+parameters with tiny gradients.
 """
 
 from __future__ import annotations
@@ -25,12 +26,19 @@ import mlflow
 import pytest
 import torch
 
-from benchmark.train import rank_slices
+from benchmark.config import ConfigError
+from benchmark.train import rank_slices, select_device
 from tests.conftest import REPO, small_overrides
 
 STEPS = 40
 LOSS_RTOL = 1e-4
 WEIGHT_RTOL = 1e-3
+
+
+def test_multi_process_job_refuses_one_fixed_gpu() -> None:
+    with pytest.raises(ConfigError, match=r"train.device: cuda:1 would put every rank of a multi-process job on one"):
+        select_device("cuda:1", local_rank=0)
+    assert select_device("cpu", local_rank=1) == torch.device("cpu")
 
 
 def test_rank_slices_partition_each_global_batch() -> None:
@@ -104,11 +112,16 @@ def _weights(work: Path, name: str = "final.pt") -> dict[str, torch.Tensor]:
     return torch.load(work / "checkpoints" / "mimo_unet_tiny-synthblur" / name, weights_only=True)["model"]
 
 
-def _assert_close_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+def _assert_close_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """Asserts every tensor agrees within WEIGHT_RTOL; returns the largest relative difference found."""
     assert a.keys() == b.keys()
+    worst = 0.0
     for key in a:
         scale = a[key].abs().max().clamp_min(1e-3)
-        assert float((a[key] - b[key]).abs().max() / scale) < WEIGHT_RTOL, key
+        diff = float((a[key] - b[key]).abs().max() / scale)
+        assert diff < WEIGHT_RTOL, key
+        worst = max(worst, diff)
+    return worst
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +144,9 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(
     assert worst < LOSS_RTOL, f"loss curves differ by up to {worst:.2e} (relative)"
     # The curve is not flat: the tolerance is far below what a step changes, so it can tell runs apart.
     assert max(abs(ref[s + 1] - ref[s]) / abs(ref[s]) for s in range(1, STEPS)) > 100 * LOSS_RTOL
-    _assert_close_weights(_weights(reference), _weights(work))
+    weights = _assert_close_weights(_weights(reference), _weights(work))
+    # The figures the module docstring quotes (`pytest tests/test_ddp.py -k follow -s` prints them).
+    print(f"\n[ddp] max relative loss difference {worst:.1e}, max relative weight difference {weights:.1e}")
 
     # Rank 0 alone records: one MLflow run, tagged with the process count; one final.pt, no stray temp files.
     (run,) = _runs(work)
