@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-_WRAPPER_KEYS = ("model", "params", "state_dict", "params_ema")
+WRAPPER_KEYS = ("model", "params", "state_dict", "params_ema")
 
 
 class CheckpointError(RuntimeError):
@@ -40,14 +40,14 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
             f"checkpoint {path} is unreadable or truncated ({err}); download or train it again"
         ) from err
     if isinstance(obj, Mapping):
-        for key in _WRAPPER_KEYS:
+        for key in WRAPPER_KEYS:
             if key in obj and isinstance(obj[key], Mapping):
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(
             f"checkpoint {path}: no state dict found (expected a bare state dict or one under "
-            f"{', '.join(repr(k) for k in _WRAPPER_KEYS)})"
+            f"{', '.join(repr(k) for k in WRAPPER_KEYS)})"
         )
     state = dict(obj)
     if state and all(k.startswith("module.") for k in state):

@@ -30,7 +30,7 @@ Deviations from the release, and decisions the release leaves open (it has no tr
    ``"paper"`` applies Encoder.0 on both paths: the encoder as evidently intended (the paper describes one encoder
    shared by the blurry and the output image, Fig. 2), with the block the release builds and its GT path uses. The
    default is ``"release"`` so the published weights reproduce the published numbers (under ``"paper"`` they would
-   run on the blurry path a block the released network never ran there). The lead may revisit this for training.
+   run on the blurry path a block the released network never ran there).
 2. Sizes. The release patches odd sizes with a ``try/except`` that zero-pads one column inside the OctConv. Here
    ``forward`` (the base class) reflect-pads the input to :attr:`MSFSNet.pad_multiple` and crops back, and
    ``restore`` raises on any other size. ``pad_multiple`` = 2 ** (2 stride-2 levels + 1 for the FSM's half-resolution
@@ -360,6 +360,31 @@ def contrastive_loss(anchor: Scales3, positive: Scales3, negative: Scales3, *, e
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _check_arguments(
+    *,
+    channels: int,
+    blocks: tuple[int, int, int],
+    reduction: int,
+    encoder_first_block: str,
+    positive_source: str,
+    weights: tuple[float, float, float],
+    contrastive_eps: float,
+) -> None:
+    """The constructor's argument checks (``ValueError`` naming the argument)."""
+    if channels < 2 or channels % 2:
+        raise ValueError(f"channels must be even and >= 2 (the FSM halves it), got {channels}")
+    if min(blocks) < 0:
+        raise ValueError("block counts must be >= 0")
+    if not 1 <= reduction <= channels:
+        raise ValueError(f"reduction must lie in [1, channels={channels}], got {reduction}")
+    if encoder_first_block not in ("release", "paper"):
+        raise ValueError(f"encoder_first_block must be 'release' or 'paper', got {encoder_first_block!r}")
+    if positive_source not in ("output", "ground_truth"):
+        raise ValueError(f"positive_source must be 'output' or 'ground_truth', got {positive_source!r}")
+    if min(weights) < 0 or contrastive_eps <= 0:
+        raise ValueError("loss weights must be >= 0 and contrastive_eps > 0")
+
+
 class MSFSNet(DeblurModel):
     """MSFS-Net (see the module docstring for the architecture, the release, and every deviation from it).
 
@@ -409,18 +434,15 @@ class MSFSNet(DeblurModel):
         reencode_bn_stats: bool = True,
     ) -> None:
         super().__init__()
-        if channels < 2 or channels % 2:
-            raise ValueError(f"channels must be even and >= 2 (the FSM halves it), got {channels}")
-        if min(encoder_blocks, latent_blocks, decoder_blocks) < 0:
-            raise ValueError("block counts must be >= 0")
-        if not 1 <= reduction <= channels:
-            raise ValueError(f"reduction must lie in [1, channels={channels}], got {reduction}")
-        if encoder_first_block not in ("release", "paper"):
-            raise ValueError(f"encoder_first_block must be 'release' or 'paper', got {encoder_first_block!r}")
-        if positive_source not in ("output", "ground_truth"):
-            raise ValueError(f"positive_source must be 'output' or 'ground_truth', got {positive_source!r}")
-        if min(weight_high, weight_low, weight_multiscale) < 0 or contrastive_eps <= 0:
-            raise ValueError("loss weights must be >= 0 and contrastive_eps > 0")
+        _check_arguments(
+            channels=channels,
+            blocks=(encoder_blocks, latent_blocks, decoder_blocks),
+            reduction=reduction,
+            encoder_first_block=encoder_first_block,
+            positive_source=positive_source,
+            weights=(weight_high, weight_low, weight_multiscale),
+            contrastive_eps=contrastive_eps,
+        )
 
         self.encoder_first_block: EncoderFirstBlock = encoder_first_block
         self.positive_source: PositiveSource = positive_source

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.config import compose
-from benchmark.synth import SynthParams, generate_synthblur
+from benchmark.core.config import RunConfig, load_config
+from benchmark.core.layout import Layout
+from benchmark.core.sections import PathsConfig, SynthConfig
+from benchmark.data.synth import generate_synthblur
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,9 +34,10 @@ def mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real, small synthblur dataset: 9 train pairs (3 photos x 3 crops) and 2 test pairs, 64x64 PNGs."""
+    """A real, small synthblur dataset: 9 train pairs (3 photos x 3 crops) and 2 test pairs, 64x64 PNGs, with its
+    identity record (``<tmp>/data/synthblur``: point ``paths.data`` at its parent)."""
     root = tmp_path_factory.mktemp("data") / "synthblur"
-    params = SynthParams(
+    params = SynthConfig(
         train_photos=("brick", "camera", "rocket"),
         test_photos=("chelsea",),
         train_crops_per_photo=3,
@@ -47,9 +50,10 @@ def tiny_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def small_overrides(root: Path, work: Path, *extra: str) -> list[str]:
-    """Hydra overrides that point a run at a small dataset and a scratch folder, at CPU-test size."""
+    """Hydra overrides that point a run at a small dataset (``root``, named synthblur) and a scratch folder, at
+    CPU-test size."""
     return [
-        f"dataset.root={root}",
+        f"paths.data={root.parent}",
         "dataset.val_count=3",
         f"paths.checkpoints={work / 'checkpoints'}",
         f"paths.results={work / 'results'}",
@@ -63,11 +67,60 @@ def small_overrides(root: Path, work: Path, *extra: str) -> list[str]:
     ]
 
 
+def work_layout(root: Path, work: Path) -> Layout:
+    """The layout of a run made with ``small_overrides(root, work)``."""
+    return Layout(
+        PathsConfig(data=str(root.parent), checkpoints=str(work / "checkpoints"), results=str(work / "results"))
+    )
+
+
 @pytest.fixture
 def small_cfg(tiny_synth: Path, tmp_path: Path):
-    """Compose the real conf/ with small-run overrides; call with extra overrides."""
+    """Build the run configuration from the real conf/ with small-run overrides; call with extra overrides."""
 
-    def make(*extra: str):
-        return compose(small_overrides(tiny_synth, tmp_path, *extra))
+    def make(*extra: str) -> RunConfig:
+        return load_config(small_overrides(tiny_synth, tmp_path, *extra))
 
     return make
+
+
+def make_record(
+    model: str,
+    scores: dict[str, list[float]],
+    *,
+    dataset: str = "synthblur",
+    train_dataset: str | None = None,
+    tlc: bool = False,
+    weights: str = "pipeline",
+    protocol=None,
+    window=None,
+):
+    """An evaluation record as ``benchmark.evaluation.run`` writes one, from fixed per-image scores (images ``img0``,
+    ``img1``, ...): means as ``Scores.means`` computes them, intervals by ``bootstrap_ci``."""
+    from benchmark.core.sections import ScoringProtocol
+    from benchmark.evaluation.records import EvalRecord
+    from benchmark.scoring.loop import Scores
+    from benchmark.scoring.stats import bootstrap_ci
+
+    protocol = protocol or ScoringProtocol(quantize="uint8", ssim_variant="gaussian2d")
+    n = len(scores["psnr"])
+    values = {k: tuple(float(x) for x in v) for k, v in scores.items()}
+    names = tuple(f"img{i}" for i in range(n))
+    return EvalRecord(
+        model=model,
+        row=f"{model}-Local" if tlc else model,
+        dataset=dataset,
+        train_dataset=train_dataset or dataset,
+        weights=weights,
+        tlc=tlc,
+        checkpoint=None,
+        checkpoint_sha256=None,
+        protocol=protocol,
+        protocol_text=protocol.describe(),
+        tlc_window=window,
+        names=names,
+        means=Scores(names, values, 0.0).means,
+        scores=values,
+        intervals={k: bootstrap_ci(v) for k, v in values.items()},
+        seconds=0.0,
+    )

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.tlc import LocalAvgPool2d, LocalInstanceNorm2d, count_local_layers, to_local
+from benchmark.evaluation.tlc import LocalAvgPool2d, LocalInstanceNorm2d, count_local_layers, to_local
 from models import create_model, list_models
 from models.base import TrainOutput
 from models.hinet import HINetTrainOutput, hinet_tiny

@@ -1,4 +1,4 @@
-"""benchmark.bench: the measurements run end to end on tiny inputs and agree with their references."""
+"""benchmark.tools.bench: the measurements run end to end on tiny inputs and agree with their references."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ import pytest
 import torch
 
 from benchmark import bench
-from benchmark.bench import (
+from benchmark.core.layout import Layout
+from benchmark.core.sections import PathsConfig
+from benchmark.data.dataset import PairedDataset
+from benchmark.tools.bench import (
     TRAIN_MODES,
-    _markdown,
     bench_loader,
     bench_metrics,
     bench_model,
+    render_bench_markdown,
     train_images_per_s,
     write_frames,
 )
-from benchmark.data import PairedDataset
 
 
 def test_metric_benchmark_compares_equal_values() -> None:
@@ -78,7 +80,7 @@ def test_model_benchmark_and_summary(tiny_synth: Path) -> None:
         "metrics": bench_metrics(pairs=1, size=16),
         "loader": loader,
     }
-    text = _markdown(payload)
+    text = render_bench_markdown(payload)
     assert "| identity | 0 | not measured |" in text and "| nafnet_tiny | 290,715 |" in text
     assert "| nafnet_tiny | 10.0 | 5.0 (0.50x) |" in text
     headroom = loader["best_images_per_s"] / naf["train_images_per_s"]
@@ -86,11 +88,12 @@ def test_model_benchmark_and_summary(tiny_synth: Path) -> None:
     assert "| memory-mapped uint8 cache | 0 |" in text
 
 
-def test_cli_writes_json_and_markdown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(bench, "project_root", lambda: tmp_path)
+def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
     code = bench.main(
         [
             "models",
+            "--results",
+            str(tmp_path / "results"),
             "--models",
             "identity",
             "--mode-models",
@@ -108,6 +111,6 @@ def test_cli_writes_json_and_markdown(monkeypatch: pytest.MonkeyPatch, tmp_path:
         ]
     )
     assert code == 0
-    (json_path,) = (tmp_path / "results" / "bench").glob("cpu-*.json")
+    (json_path,) = Layout(PathsConfig(results=str(tmp_path / "results"))).bench.glob("cpu-*.json")
     assert json_path.with_suffix(".md").read_text().startswith("# Benchmark:")
     assert np.isfinite(json.loads(json_path.read_text())["loader"]["best_images_per_s"])

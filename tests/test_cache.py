@@ -14,8 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.data as data
-from benchmark.data import CacheStats, DatasetError, PairedDataset, build_cache, find_pairs, read_rgb
+import benchmark.data.cache as cache_module
+import benchmark.data.dataset as dataset_module
+from benchmark.data.cache import CacheStats, DecodeCache, build_cache
+from benchmark.data.dataset import PairedDataset
+from benchmark.data.decode import read_rgb
+from benchmark.data.errors import DatasetError
+from benchmark.data.pairs import find_pairs
 from tests.test_data import _random_rgb, _save, _split
 
 SIZES = {"a": (40, 50), "b": (36, 44), "c": (40, 50)}
@@ -27,6 +32,12 @@ def dataset_root(tmp_path: Path) -> Path:
     root = tmp_path / "ds"
     _split(root, SIZES)
     return root
+
+
+def _cached(root: Path, folder: Path, split: str = "train", **kwargs: object) -> PairedDataset:
+    """A dataset served by a decode cache: the cache is built first (an explicit call), then passed in; what building
+    found and did is ``dataset.cache.stats``."""
+    return PairedDataset(root, split, cache=build_cache(find_pairs(root / split), folder, split), **kwargs)
 
 
 def _listing(folder: Path) -> dict[str, tuple[int, int]]:
@@ -66,13 +77,13 @@ def test_cached_items_are_bit_identical(
 ) -> None:
     kwargs = {"crop_size": crop_size, "augment": augment, "seed": 7}
     plain = PairedDataset(dataset_root, "train", **kwargs)
-    cached = PairedDataset(dataset_root, "train", cache=tmp_path / "cache", **kwargs)
-    assert cached.cache_stats is not None and cached.cache_stats.decoded == 6
+    cached = _cached(dataset_root, tmp_path / "cache", **kwargs)
+    assert isinstance(cached.cache, DecodeCache) and cached.cache.stats.decoded == 6
     reference = _items(plain)
 
     # What reaches the tensor conversion is a copy of the crop, sharing no memory with the memory map.
     converted: list[tuple[int, ...]] = []
-    real_to_tensor = data._to_tensor
+    real_to_tensor = dataset_module.to_tensor
 
     def spy_to_tensor(image: np.ndarray) -> torch.Tensor:
         base = image
@@ -82,7 +93,7 @@ def test_cached_items_are_bit_identical(
         converted.append(image.shape)
         return real_to_tensor(image)
 
-    monkeypatch.setattr(data, "_to_tensor", spy_to_tensor)
+    monkeypatch.setattr(dataset_module, "to_tensor", spy_to_tensor)
     _assert_same_items(reference, _items(cached))
     assert len(converted) == 2 * len(reference)
     if crop_size is not None:
@@ -93,7 +104,9 @@ def test_layout_and_second_construction_decodes_nothing(
     dataset_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = tmp_path / "cache"
-    first = PairedDataset(dataset_root, "train", crop_size=16, augment="flips", cache=cache)
+    built = build_cache(find_pairs(dataset_root / "train"), cache, "train")
+    assert (built.folder, built.split) == (cache, "train")
+    first = PairedDataset(dataset_root, "train", crop_size=16, augment="flips", cache=built)
     for name, (height, width) in SIZES.items():
         for side in ("blur", "sharp"):
             npy = cache / "train" / side / f"{name}.npy"
@@ -102,10 +115,10 @@ def test_layout_and_second_construction_decodes_nothing(
             assert np.array_equal(array, read_rgb(dataset_root / "train" / side / f"{name}.png"))
             assert (cache / "train" / side / f"{name}.json").is_file()
     expected_bytes = sum(p.stat().st_size for p in (cache / "train").rglob("*.npy"))
-    assert first.cache_stats == CacheStats(
+    assert built.stats == CacheStats(
         entries=6, hits=0, decoded=6, decoded_bytes=expected_bytes, total_bytes=expected_bytes, removed_temps=0
     )
-    assert build_cache(find_pairs(dataset_root / "train"), cache, "train") == CacheStats(
+    assert build_cache(find_pairs(dataset_root / "train"), cache, "train").stats == CacheStats(
         entries=6, hits=6, decoded=0, decoded_bytes=0, total_bytes=expected_bytes, removed_temps=0
     )
     before = _listing(cache)
@@ -122,19 +135,40 @@ def test_layout_and_second_construction_decodes_nothing(
         loads.append(kwargs.get("mmap_mode"))
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(data, "read_rgb", no_decoding)
+    # Both places that decode: the cache builder, and the dataset's uncached path.
+    monkeypatch.setattr(cache_module, "read_rgb", no_decoding)
+    monkeypatch.setattr(dataset_module, "read_rgb", no_decoding)
     monkeypatch.setattr(np, "load", spy_load)
-    second = PairedDataset(dataset_root, "train", crop_size=16, augment="flips", cache=cache)
-    assert second.cache_stats is not None and (second.cache_stats.hits, second.cache_stats.decoded) == (6, 0)
+    second = _cached(dataset_root, cache, crop_size=16, augment="flips")
+    assert (second.cache.stats.hits, second.cache.stats.decoded) == (6, 0)
     _assert_same_items(reference, _items(second))
     assert loads and set(loads) == {"r"}
     assert _listing(cache) == before  # nothing rewritten
 
 
+def test_opening_a_dataset_builds_nothing_and_a_cache_serves_only_its_split(dataset_root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    pairs = find_pairs(dataset_root / "train")
+    partial = build_cache(pairs[:1], cache, "train")  # only pair "a"
+    assert partial.stats.entries == 2 and partial.stats.decoded == 2
+    before = _listing(cache)
+    dataset = PairedDataset(dataset_root, "train", crop_size=None, augment="none", cache=partial)
+    assert _listing(cache) == before  # construction decodes and writes nothing: building is build_cache's job
+    # An item whose entry is missing is decoded on demand, bit-identical to the uncached path.
+    plain = PairedDataset(dataset_root, "train", crop_size=None, augment="none")
+    assert torch.equal(dataset[1]["lq"], plain[1]["lq"]) and torch.equal(dataset[1]["gt"], plain[1]["gt"])
+    assert (cache / "train" / "blur" / "b.npy").is_file() and not (cache / "train" / "blur" / "c.npy").exists()
+
+    _split(dataset_root, {"t": (40, 50)}, split="test")
+    with pytest.raises(DatasetError, match=r"decode cache of the 'train' split cannot serve 'test'") as info:
+        PairedDataset(dataset_root, "test", crop_size=None, augment="none", cache=partial)
+    assert str(cache) in str(info.value)
+
+
 def test_changed_source_is_decoded_again(dataset_root: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    kwargs = {"crop_size": None, "augment": "none", "cache": cache}
-    alive = PairedDataset(dataset_root, "train", **kwargs)
+    kwargs = {"crop_size": None, "augment": "none"}
+    alive = _cached(dataset_root, cache, **kwargs)
     source = dataset_root / "train" / "blur" / "b.png"
     new_pixels = _random_rgb(*SIZES["b"], seed=123)
     _save(source, new_pixels)
@@ -142,14 +176,14 @@ def test_changed_source_is_decoded_again(dataset_root: Path, tmp_path: Path) -> 
     # A dataset built before the change reads the new pixels, like the uncached path ...
     assert np.array_equal(_as_uint8(alive[1]["lq"]), new_pixels)
     # ... and a new construction finds the entry current.
-    again = PairedDataset(dataset_root, "train", **kwargs)
-    assert again.cache_stats is not None and (again.cache_stats.hits, again.cache_stats.decoded) == (6, 0)
+    again = _cached(dataset_root, cache, **kwargs)
+    assert (again.cache.stats.hits, again.cache.stats.decoded) == (6, 0)
     assert np.array_equal(_as_uint8(again[1]["lq"]), new_pixels)
 
     # A changed mtime alone (same bytes) is a miss too, and only that entry is decoded.
     _touch_later(dataset_root / "train" / "sharp" / "c.png")
-    third = PairedDataset(dataset_root, "train", **kwargs)
-    assert third.cache_stats is not None and (third.cache_stats.hits, third.cache_stats.decoded) == (5, 1)
+    third = _cached(dataset_root, cache, **kwargs)
+    assert (third.cache.stats.hits, third.cache.stats.decoded) == (5, 1)
     _assert_same_items(_items(PairedDataset(dataset_root, "train", crop_size=None, augment="none")), _items(third))
 
 
@@ -196,10 +230,10 @@ def test_damaged_entry_is_rebuilt_not_an_error(dataset_root: Path, tmp_path: Pat
     cache = tmp_path / "cache"
     kwargs = {"crop_size": 16, "augment": "dihedral", "seed": 3}
     reference = _items(PairedDataset(dataset_root, "train", **kwargs))
-    PairedDataset(dataset_root, "train", cache=cache, **kwargs)
+    _cached(dataset_root, cache, **kwargs)
     damage(cache / "train" / "sharp" / "a.npy")
-    rebuilt = PairedDataset(dataset_root, "train", cache=cache, **kwargs)
-    assert rebuilt.cache_stats is not None and (rebuilt.cache_stats.hits, rebuilt.cache_stats.decoded) == (5, 1)
+    rebuilt = _cached(dataset_root, cache, **kwargs)
+    assert (rebuilt.cache.stats.hits, rebuilt.cache.stats.decoded) == (5, 1)
     _assert_same_items(reference, _items(rebuilt))
 
 
@@ -207,7 +241,7 @@ def test_entry_damaged_after_construction_is_rebuilt_by_items(dataset_root: Path
     cache = tmp_path / "cache"
     kwargs = {"crop_size": 16, "augment": "flips", "seed": 3}
     reference = _items(PairedDataset(dataset_root, "train", **kwargs))
-    cached = PairedDataset(dataset_root, "train", cache=cache, **kwargs)
+    cached = _cached(dataset_root, cache, **kwargs)
     _truncate(cache / "train" / "blur" / "b.npy")
     (cache / "train" / "sharp" / "c.npy").unlink()
     _assert_same_items(reference, _items(cached))
@@ -216,7 +250,7 @@ def test_entry_damaged_after_construction_is_rebuilt_by_items(dataset_root: Path
 
 def test_corrupt_source_raises_naming_the_file(dataset_root: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    cached = PairedDataset(dataset_root, "train", crop_size=None, augment="none", cache=cache)
+    cached = _cached(dataset_root, cache, crop_size=None, augment="none")
     path = dataset_root / "train" / "sharp" / "c.png"
     _truncate(path)  # header intact: listing still succeeds, decoding fails
     _touch_later(path)
@@ -224,7 +258,7 @@ def test_corrupt_source_raises_naming_the_file(dataset_root: Path, tmp_path: Pat
         cached[2]  # the entry is stale, so the item decodes the source, as the uncached path would
     assert str(path) in str(info.value)
     with pytest.raises(DatasetError, match=r"c\.png: cannot decode"):
-        PairedDataset(dataset_root, "train", crop_size=None, augment="none", cache=cache)
+        build_cache(find_pairs(dataset_root / "train"), cache, "train")
     with pytest.raises(DatasetError, match=r"c\.png: cannot decode"):
         PairedDataset(dataset_root, "train", crop_size=None, augment="none")[2]
 
@@ -239,11 +273,11 @@ def test_no_temp_files_and_nothing_written_under_the_dataset(dataset_root: Path,
     live.write_bytes(b"partial")
     two_hours_ago = time.time() - 7200
     os.utime(stale, (two_hours_ago, two_hours_ago))
-    cached = PairedDataset(dataset_root, "train", crop_size=16, augment="flips", cache=cache)
+    cached = _cached(dataset_root, cache, crop_size=16, augment="flips")
     _items(cached)
     _touch_later(dataset_root / "train" / "blur" / "a.png")  # a rebuild from an item writes no temp file either
     cached[0]
-    assert cached.cache_stats is not None and cached.cache_stats.removed_temps == 1
+    assert cached.cache.stats.removed_temps == 1
     assert not stale.exists() and live.exists()  # a recent temp may belong to a live builder: left alone
     live.unlink()
     assert [p for p in cache.rglob("*") if p.name.startswith(".")] == []
@@ -256,7 +290,7 @@ def test_no_temp_files_and_nothing_written_under_the_dataset(dataset_root: Path,
 def test_cache_inside_the_dataset_is_refused(dataset_root: Path, where: str) -> None:
     before = _listing(dataset_root)
     with pytest.raises(DatasetError, match=r"must live outside the dataset folder .*paths\.cache"):
-        PairedDataset(dataset_root, "train", crop_size=None, augment="none", cache=dataset_root / where)
+        build_cache(find_pairs(dataset_root / "train"), dataset_root / where, "train")
     assert _listing(dataset_root) == before
 
 
@@ -267,7 +301,7 @@ def test_unwritable_cache_folder_is_named(dataset_root: Path, tmp_path: Path) ->
     parent.chmod(0o500)
     try:
         with pytest.raises(DatasetError, match=r"cannot write the decode cache.*paths\.cache.*train\.cache") as info:
-            PairedDataset(dataset_root, "train", crop_size=None, augment="none", cache=parent / "cache")
+            build_cache(find_pairs(dataset_root / "train"), parent / "cache", "train")
         assert str(parent / "cache") in str(info.value)
     finally:
         parent.chmod(0o700)
@@ -278,7 +312,7 @@ def test_cache_folder_that_cannot_be_created_is_named(dataset_root: Path, tmp_pa
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
     with pytest.raises(DatasetError, match=r"cannot write the decode cache.*paths\.cache") as info:
-        PairedDataset(dataset_root, "train", crop_size=None, augment="none", cache=blocker / "cache")
+        build_cache(find_pairs(dataset_root / "train"), blocker / "cache", "train")
     assert str(blocker / "cache") in str(info.value)
 
 
@@ -293,7 +327,7 @@ def test_failed_write_is_named_and_leaves_no_temp_file(
 
     monkeypatch.setattr(np, "save", disk_full)
     with pytest.raises(DatasetError, match=r"cannot write the decode cache there .*No space left") as info:
-        PairedDataset(dataset_root, "train", crop_size=None, augment="none", cache=cache)
+        build_cache(find_pairs(dataset_root / "train"), cache, "train")
     assert str(cache / "train") in str(info.value)
     assert [p for p in cache.rglob("*") if p.is_file()] == []
 
@@ -303,11 +337,11 @@ def test_missing_disk_space_is_refused_up_front(
 ) -> None:
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**6, 10**6 - 100, 100))
     with pytest.raises(DatasetError, match=r"needs .* GB more for 6 images but only .* free; .*paths\.cache"):
-        PairedDataset(dataset_root, "train", crop_size=None, augment="none", cache=tmp_path / "cache")
+        build_cache(find_pairs(dataset_root / "train"), tmp_path / "cache", "train")
 
 
 def test_dataloader_workers_give_the_same_batches(dataset_root: Path, tmp_path: Path) -> None:
-    dataset = PairedDataset(dataset_root, "train", crop_size=16, augment="dihedral", seed=1, cache=tmp_path / "cache")
+    dataset = _cached(dataset_root, tmp_path / "cache", crop_size=16, augment="dihedral", seed=1)
     plain = PairedDataset(dataset_root, "train", crop_size=16, augment="dihedral", seed=1)
     dataset.set_epoch(2)
     plain.set_epoch(2)
@@ -356,6 +390,6 @@ def test_concurrent_builders_never_expose_a_partial_file(tmp_path: Path) -> None
     # Whatever order the builders finished in, the next build leaves a consistent cache, then all hits, no temp file.
     pairs = find_pairs(root / "train")
     build_cache(pairs, cache, "train")
-    assert build_cache(pairs, cache, "train").decoded == 0
+    assert build_cache(pairs, cache, "train").stats.decoded == 0
     assert np.array_equal(np.load(npy), expected)
     assert [p for p in cache.rglob("*") if p.name.startswith(".")] == []

@@ -7,14 +7,16 @@ and a bare state dict), from a tiny variant of the same family so that the evalu
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from benchmark.evaluate import run_evaluation
+from benchmark.core.errors import ConfigError
+from benchmark.core.sections import ReleaseConfig
+from benchmark.evaluation.run import evaluate_run
 from models import CheckpointError, create_model, load_checkpoint, read_state_dict
 
 
@@ -47,44 +49,48 @@ def test_each_release_format_loads_and_evaluates(
     model = load_checkpoint(create_model(model_name), path)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, saved[prefix + key], rtol=0, atol=0)
-    record = run_evaluation(small_cfg(f"model={model_name}", f"checkpoint={path}"))
-    assert record["weights"] == "file" and record["checkpoint"] == str(path)
-    assert record["n_images"] == 2 and 5 < record["psnr"] < 60
+    record = evaluate_run(small_cfg(f"model={model_name}", f"checkpoint={path}"), tlc=False)
+    assert record.weights == "file" and record.checkpoint == str(path)
+    assert record.n_images == 2 and 5 < record.psnr < 60
 
 
 def test_checkpoint_release_reads_the_placed_file_and_scales_tlc_from_its_train_size(small_cfg, tmp_path: Path) -> None:
-    cfg = small_cfg("model=nafnet_tiny", "checkpoint=release", "tlc=true", f"paths.data={tmp_path / 'data'}")
+    cfg = small_cfg("model=nafnet_tiny", "checkpoint=release", "tlc=true")
     # The tiny model has no release of its own; give it one in the shape the released models' conf files use.
-    cfg.model.release = OmegaConf.create(
-        {
-            "file": "NAFNet-tiny.pth",
-            "url": "https://example.invalid/NAFNet-tiny.pth",
-            "format": "params",
-            "train_size": 48,
-            "trained_on": "gopro",
-            "source": "test",
-        }
+    release = ReleaseConfig(
+        file="NAFNet-tiny.pth",
+        url="https://example.invalid/NAFNet-tiny.pth",
+        format="params",
+        train_size=48,
+        trained_on="gopro",
+        source="test",
     )
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, release=release))
     with pytest.raises(CheckpointError) as err:
-        run_evaluation(cfg)
+        evaluate_run(cfg, tlc=True)
     message = str(err.value)
-    assert str(tmp_path / "data" / "external" / "checkpoints" / "nafnet_tiny" / "NAFNet-tiny.pth") in message
-    assert "https://example.invalid/NAFNet-tiny.pth" in message
+    placed = cfg.layout.release_weights("nafnet_tiny", "NAFNet-tiny.pth")
+    assert str(placed) in message and "https://example.invalid/NAFNet-tiny.pth" in message
 
-    _release_file(
-        tmp_path / "data" / "external" / "checkpoints" / "nafnet_tiny" / "NAFNet-tiny.pth", "nafnet_tiny", "params"
-    )
-    record = run_evaluation(cfg)
-    assert record["weights"] == "release" and record["train_dataset"] == "gopro"
-    assert record["tlc_train_size"] == 48 and "release.train_size" in record["tlc_train_size_source"]
-    assert record["tlc_layers"] == 9  # one simplified channel attention per NAFBlock: 4 + 1 + 4
-    # Released weights are filed under results/runs/release/, never over the pipeline's own results.
-    assert Path(cfg.paths.results, "runs", "release", "synthblur", "nafnet_tiny-local.json").is_file()
+    _release_file(placed, "nafnet_tiny", "params")
+    try:
+        record = evaluate_run(cfg, tlc=True)
+    finally:
+        placed.unlink()  # the dataset fixture's folder is shared by the session
+    assert record.weights == "release" and record.train_dataset == "gopro"
+    window = record.tlc_window
+    assert window is not None and window.train_size == 48 and "release.train_size" in window.source
+    assert window.layers == 9  # one simplified channel attention per NAFBlock: 4 + 1 + 4
+    # Released weights are filed under the release source, never over the pipeline's own results.
+    assert cfg.layout.record("release", "synthblur", "nafnet_tiny", True).is_file()
+    assert not cfg.layout.record("gopro", "synthblur", "nafnet_tiny", True).exists()
 
 
 def test_release_of_a_model_without_one_is_a_clear_error(small_cfg) -> None:
-    with pytest.raises(Exception, match=r"has no released weights.*checkpoint=<path>"):
-        run_evaluation(small_cfg("model=mprnet_tiny", "checkpoint=release"))
+    with pytest.raises(
+        ConfigError, match=r"^checkpoint: model 'mprnet_tiny' has no released weights.*checkpoint=<path>"
+    ):
+        evaluate_run(small_cfg("model=mprnet_tiny", "checkpoint=release"), tlc=False)
 
 
 class _Exploit:

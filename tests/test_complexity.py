@@ -1,4 +1,4 @@
-"""benchmark.complexity: MAC counts against an independent per-layer derivation, the rendered table, the CLI."""
+"""benchmark.tools.complexity: MAC counts against an independent per-layer derivation, the rendered table, the CLI."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.complexity import count_macs, main, render_table, run
+from benchmark.complexity import main
+from benchmark.core.layout import Layout
+from benchmark.core.sections import PathsConfig
+from benchmark.reporting.complexity_table import render_complexity_table
+from benchmark.tools.complexity import count_macs, measure
 from models import create_model
+
+
+def _layout(results: Path) -> Layout:
+    """The harness's paths with the results folder moved to ``results``."""
+    return Layout(PathsConfig(results=str(results)))
 
 
 def _hooked_macs(name: str, size: tuple[int, int]) -> int:
@@ -49,9 +58,9 @@ def test_macs_known_values() -> None:
 
 
 def test_run_writes_json_and_table_and_marks_unmeasured(tmp_path: Path) -> None:
-    json_path, table_path = run(
+    json_path, table_path = measure(
         ["identity", "nafnet_tiny"],
-        results=tmp_path,
+        layout=_layout(tmp_path),
         repeats=1,
         latency=True,
         device=torch.device("cpu"),
@@ -90,7 +99,7 @@ def test_table_combines_a_cpu_and_a_gpu_run() -> None:
         "created": "2026-01-02 00:00:00",
         "models": [rec(12.34, 2048.0)],
     }
-    table = render_table([cpu, gpu])
+    table = render_complexity_table([cpu, gpu])
     assert "| m | 10 | 2.0 | 28.0 | 1,234 | 12.3 | 2,048 |" in table
     assert "- GPU: H100" in table and "not measured" not in table
 
@@ -104,6 +113,7 @@ def test_cli_rejects_unknown_models(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_a_run_over_some_models_keeps_the_others(tmp_path: Path) -> None:
     cpu = torch.device("cpu")
-    run(["identity", "nafnet_tiny"], results=tmp_path, repeats=1, latency=False, device=cpu, progress=False)
-    json_path, _ = run(["identity"], results=tmp_path, repeats=1, latency=False, device=cpu, progress=False)
+    layout = _layout(tmp_path)
+    measure(["identity", "nafnet_tiny"], layout=layout, repeats=1, latency=False, device=cpu, progress=False)
+    json_path, _ = measure(["identity"], layout=layout, repeats=1, latency=False, device=cpu, progress=False)
     assert [m["model"] for m in json.loads(json_path.read_text())["models"]] == ["identity", "nafnet_tiny"]

@@ -11,15 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.data import (
-    DatasetError,
-    Pair,
-    PairedDataset,
-    dataset_fingerprint,
-    find_pairs,
-    read_rgb,
-    split_train_val,
-)
+from benchmark.data.dataset import PairedDataset
+from benchmark.data.decode import read_rgb
+from benchmark.data.errors import DatasetError
+from benchmark.data.identity import content_hash
+from benchmark.data.pairs import Pair, find_pairs, split_train_val
 
 
 def _random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -314,7 +310,7 @@ def test_names_select_a_subset_in_order(tmp_path: Path) -> None:
         PairedDataset(tmp_path, "train", crop_size=None, augment="none", names=["a", "zzz"])
 
 
-# --- split_train_val and dataset_fingerprint ----------------------------------------------------------------
+# --- split_train_val and content_hash ----------------------------------------------------------------------
 
 
 def test_validation_holds_out_the_last_names(tmp_path: Path) -> None:
@@ -327,28 +323,28 @@ def test_validation_holds_out_the_last_names(tmp_path: Path) -> None:
             split_train_val(pairs, bad)
 
 
-def test_fingerprint_tracks_image_bytes_and_names_only(tmp_path: Path) -> None:
+def test_content_hash_tracks_image_bytes_and_names_only(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     _split(root, {"a": (8, 8), "b": (8, 8)})
     _split(root, {"t": (8, 8)}, split="test")
-    digest = dataset_fingerprint(root)
-    assert len(digest) == 64 and dataset_fingerprint(root) == digest
+    digest = content_hash(root)
+    assert len(digest) == 64 and content_hash(root) == digest
     (root / "synth.json").write_text("{}")
     (root / "train" / "blur" / ".DS_Store").write_bytes(b"x")
-    assert dataset_fingerprint(root) == digest  # metadata and hidden files do not count
+    assert content_hash(root) == digest  # metadata and hidden files do not count
 
     copy = tmp_path / "copy"
     _split(copy, {"a": (8, 8), "b": (8, 8)})
     _split(copy, {"t": (8, 8)}, split="test")
-    assert dataset_fingerprint(copy) == digest  # independent of where the dataset lives
+    assert content_hash(copy) == digest  # independent of where the dataset lives
 
     _save(root / "train" / "sharp" / "b.png", _random_rgb(8, 8, seed=99))
-    changed = dataset_fingerprint(root)
+    changed = content_hash(root)
     assert changed != digest
     (root / "test" / "blur" / "t.png").rename(root / "test" / "blur" / "u.png")
-    assert dataset_fingerprint(root) != changed
+    assert content_hash(root) != changed
     with pytest.raises(DatasetError, match="missing"):
-        dataset_fingerprint(tmp_path / "missing")
+        content_hash(tmp_path / "missing")
 
 
 def test_augmentations_draw_what_they_name(coordinates: Path) -> None:

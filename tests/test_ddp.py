@@ -3,14 +3,14 @@
 Every run is a real ``torchrun`` (``python -m torch.distributed.run``) or ``python -m benchmark.train`` subprocess,
 recording into its own sqlite MLflow database.
 
-Tolerance: the two runs see the same samples at every step (``train.rank_slices``), so they differ only by the order
-of floating-point reductions (a convolution over a batch of 2 vs 4, the gradient all-reduce). Measured on this
-machine (2 cores, torch 2.15, mimo_unet_tiny, global batch 4 on 32 px crops, 40 AdamW steps;
-``pytest tests/test_ddp.py -k follow -s`` prints both): the largest relative difference of the logged total loss was
-2.2e-7, and of the final weights (max |difference| / max |weight| per tensor) 7.4e-5. The test allows 1e-4 on the
-losses, far below the step-to-step change of the loss (several percent, checked), so a run that trained on other
-samples or with un-averaged gradients fails it; 1e-3 on the weights, where Adam's normalisation amplifies rounding in
-parameters with tiny gradients.
+Tolerance: the two runs see the same samples at every step (``benchmark.training.schedule.rank_slices``), so they
+differ only by the order of floating-point reductions (a convolution over a batch of 2 vs 4, the gradient
+all-reduce). Measured on this machine (2 cores, torch 2.15, mimo_unet_tiny, global batch 4 on 32 px crops, 40 AdamW
+steps; ``pytest tests/test_ddp.py -k follow -s`` prints both): the largest relative difference of the logged total
+loss was 2.2e-7, and of the final weights (max |difference| / max |weight| per tensor) 7.4e-5. The test allows 1e-4
+on the losses, far below the step-to-step change of the loss (several percent, checked), so a run that trained on
+other samples or with un-averaged gradients fails it; 1e-3 on the weights, where Adam's normalisation amplifies
+rounding in parameters with tiny gradients.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import mlflow
 import pytest
 import torch
 
-from benchmark.config import ConfigError
-from benchmark.train import rank_slices, select_device
-from tests.conftest import REPO, small_overrides
+from benchmark.core.device import select_device
+from benchmark.core.errors import ConfigError
+from benchmark.training.schedule import rank_slices
+from tests.conftest import REPO, small_overrides, work_layout
 
 STEPS = 40
 LOSS_RTOL = 1e-4
@@ -108,8 +109,12 @@ def _losses(work: Path) -> dict[int, float]:
     return {m.step: m.value for m in client.get_metric_history(run.info.run_id, "loss/total")}
 
 
+def _checkpoint(work: Path, name: str = "final.pt") -> Path:
+    return work_layout(Path("data/synthblur"), work).run_dir("mimo_unet_tiny", "synthblur") / name
+
+
 def _weights(work: Path, name: str = "final.pt") -> dict[str, torch.Tensor]:
-    return torch.load(work / "checkpoints" / "mimo_unet_tiny-synthblur" / name, weights_only=True)["model"]
+    return torch.load(_checkpoint(work, name), weights_only=True)["model"]
 
 
 def _assert_close_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -152,16 +157,16 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(
     (run,) = _runs(work)
     assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
     assert run.data.params["train.batch_size"] == "4"
-    last = torch.load(work / "checkpoints" / "mimo_unet_tiny-synthblur" / "last.pt", weights_only=True)
+    last = torch.load(_checkpoint(work, "last.pt"), weights_only=True)
     assert last["world_size"] == 2 and len(last["rng"]) == 2 and last["step"] == STEPS
-    assert not [p for p in (work / "checkpoints").rglob("*") if p.name.endswith(".tmp")]
+    assert not [p for p in _checkpoint(work).parent.rglob("*") if p.name.endswith(".tmp")]
     assert done.stderr.count("[train] resuming") == 0
 
 
 @pytest.mark.slow
 def test_killed_two_process_run_resumes_with_one_process(reference: Path, tiny_synth: Path, tmp_path: Path) -> None:
     work = tmp_path / "killed"
-    last = work / "checkpoints" / "mimo_unet_tiny-synthblur" / "last.pt"
+    last = _checkpoint(work, "last.pt")
     # A new session, so that killing the group takes torchrun and both ranks down at once, as a node failure would.
     proc = subprocess.Popen(
         _torchrun(tiny_synth, work, 2),

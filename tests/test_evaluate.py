@@ -12,11 +12,17 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from benchmark.config import Protocol
-from benchmark.data import PairedDataset
-from benchmark.evaluate import evaluate, run_evaluation, score
-from benchmark.metrics import realblur_scores, ssim
-from benchmark.train import run_training
+from benchmark.core.errors import ConfigError
+from benchmark.core.sections import ScoringProtocol as Protocol
+from benchmark.data.dataset import PairedDataset
+from benchmark.evaluation.records import SCHEMA, EvalRecord, RecordError, read_record
+from benchmark.evaluation.run import evaluate_run
+from benchmark.scoring.loop import score_model
+from benchmark.scoring.metrics import psnr, ssim
+from benchmark.scoring.protocol import score
+from benchmark.scoring.realblur import realblur_scores
+from benchmark.scoring.stats import bootstrap_ci
+from benchmark.training.loop import run_training
 from models import CheckpointError
 
 
@@ -35,17 +41,25 @@ def _skimage_scores(root: Path) -> dict[str, tuple[float, float]]:
 
 def test_identity_scores_equal_scikit_image_on_the_pngs(small_cfg, tiny_synth: Path) -> None:
     cfg = small_cfg("model=identity")
-    record = run_evaluation(cfg)
+    record = evaluate_run(cfg, tlc=False)
     expected = _skimage_scores(tiny_synth)
-    per_image = pd.read_csv(Path(cfg.paths.results) / "runs/synthblur/synthblur/identity.csv")
+    per_image = pd.read_csv(cfg.layout.record("synthblur", "synthblur", "identity", False).with_suffix(".csv"))
     assert sorted(per_image["name"]) == sorted(expected)
     for row in per_image.itertuples():
         assert row.psnr == pytest.approx(expected[row.name][0], abs=1e-4)
         assert row.ssim == pytest.approx(expected[row.name][1], abs=1e-4)
-    assert record["psnr"] == pytest.approx(np.mean([v[0] for v in expected.values()]), abs=1e-4)
-    assert record["n_images"] == len(expected) and record["applicable"] is True
-    saved = json.loads((Path(cfg.paths.results) / "runs/synthblur/synthblur/identity.json").read_text())
-    assert saved["psnr"] == record["psnr"] and saved["protocol"]["ssim_variant"] == "gaussian2d"
+    assert record.psnr == pytest.approx(np.mean([v[0] for v in expected.values()]), abs=1e-4)
+    assert record.n_images == len(expected) and record.applicable is True and record.weights == "none"
+    saved = json.loads(cfg.layout.record("synthblur", "synthblur", "identity", False).read_text())
+    assert saved["psnr"] == record.psnr and saved["protocol"]["ssim_variant"] == "gaussian2d"
+    assert saved["schema"] == SCHEMA and saved["provenance"]["dataset_sha256"] == record.provenance["dataset_sha256"]
+    # The record holds the per-image scores exactly (the CSV rounds them to 6 decimals) and their intervals.
+    loaded = read_record(cfg.layout.record("synthblur", "synthblur", "identity", False))
+    assert loaded == record
+    test_set = PairedDataset(tiny_synth, "test", crop_size=None, augment="none")
+    for item, name, value in zip(test_set, loaded.names, loaded.values("psnr"), strict=True):
+        assert name == item["name"] and value == psnr(item["lq"][None], item["gt"][None]).item()  # not rounded
+    assert loaded.intervals["psnr"] == bootstrap_ci(loaded.values("psnr"))
 
 
 def test_perfect_restoration_scores_the_ceiling(tiny_synth: Path) -> None:
@@ -61,10 +75,10 @@ def test_perfect_restoration_scores_the_ceiling(tiny_synth: Path) -> None:
             return {**item, "lq": item["gt"]}
 
     loader = torch.utils.data.DataLoader(Oracle(), batch_size=1)
-    result = evaluate(
+    result = score_model(
         torch.nn.Identity(), loader, Protocol(quantize="uint8", ssim_variant="gaussian2d"), progress=False
     )
-    assert result.means["psnr"] == pytest.approx(100.0)  # the MSE floor of benchmark.metrics.psnr
+    assert result.means["psnr"] == pytest.approx(100.0)  # the MSE floor of benchmark.scoring.metrics.psnr
     assert result.means["ssim"] == pytest.approx(1.0)
 
 
@@ -83,27 +97,28 @@ def test_quantisation_and_border_crop_follow_the_protocol() -> None:
 
 def test_tlc_on_a_model_without_global_statistics_is_recorded_not_applicable(small_cfg) -> None:
     cfg = small_cfg("model=identity", "tlc=true")
-    record = run_evaluation(cfg)
-    assert record["applicable"] is False and record["tlc_layers"] == 0
-    assert record["row"] == "identity-Local"
+    record = evaluate_run(cfg, tlc=True)
+    assert record.applicable is False and record.tlc_window is not None and record.tlc_window.layers == 0
+    assert record.row == "identity-Local"
+    assert read_record(cfg.layout.record("synthblur", "synthblur", "identity", True)) == record
 
 
 def test_trained_model_evaluates_from_its_final_checkpoint(small_cfg) -> None:
     cfg = small_cfg("model=mimo_unet_tiny")
     run_training(cfg)
-    record = run_evaluation(cfg)
-    assert record["checkpoint"].endswith("mimo_unet_tiny-synthblur/final.pt")
-    assert len(record["checkpoint_sha256"]) == 64 and np.isfinite(record["psnr"])
+    record = evaluate_run(cfg, tlc=False)
+    assert record.checkpoint.endswith("mimo_unet_tiny-synthblur/final.pt") and record.weights == "pipeline"
+    assert len(record.checkpoint_sha256) == 64 and np.isfinite(record.psnr)
 
 
 def test_missing_and_mismatched_checkpoints_are_clear_errors(small_cfg, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"final\.pt does not exist"):
-        run_evaluation(small_cfg("model=mimo_unet_tiny"))
+        evaluate_run(small_cfg("model=mimo_unet_tiny"), tlc=False)
     wrong = tmp_path / "wrong.pt"
     torch.save({"model": {"conv.weight": torch.zeros(1)}}, wrong)
     listing = r"(?s)missing keys \(100\):\n    AFFs.*unexpected keys \(1\):\n    conv\.weight"
     with pytest.raises(CheckpointError, match=listing):
-        run_evaluation(small_cfg("model=mimo_unet_tiny", f"checkpoint={wrong}"))
+        evaluate_run(small_cfg("model=mimo_unet_tiny", f"checkpoint={wrong}"), tlc=False)
 
 
 def test_protocol_extras_and_ecc_alignment_reach_the_scores() -> None:
@@ -118,3 +133,30 @@ def test_protocol_extras_and_ecc_alignment_reach_the_scores() -> None:
     p, s = realblur_scores(pred[0], gt[0])
     assert (aligned["psnr"].item(), aligned["ssim"].item()) == (pytest.approx(p), pytest.approx(s))
     assert aligned["psnr"].item() > plain["psnr"].item() + 5  # the shift is undone before scoring
+
+
+def test_records_of_another_schema_are_refused_with_the_fix(tmp_path: Path) -> None:
+    legacy = tmp_path / "identity.json"
+    legacy.write_text(json.dumps({"row": "identity", "psnr": 23.5, "ssim": 0.7, "applicable": True}))
+    with pytest.raises(RecordError, match=r"identity\.json: evaluation record of schema none .* re-run its stage"):
+        read_record(legacy)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"schema": "msfs-bench/eval-record/2"')
+    with pytest.raises(RecordError, match=r"broken\.json is not valid JSON"):
+        read_record(broken)
+    with pytest.raises(RecordError, match=r"gone\.json is missing"):
+        read_record(tmp_path / "gone.json")
+
+
+def test_record_round_trips_through_json(small_cfg) -> None:
+    record = evaluate_run(small_cfg("model=identity"), tlc=False)
+    again = EvalRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again == record and again.means == record.means and again.names == record.names
+    truncated = {**record.to_json(), "per_image": {"name": ["a"], "psnr": [1.0, 2.0]}}
+    with pytest.raises(RecordError, match="malformed evaluation record"):
+        EvalRecord.from_json(truncated)
+
+
+def test_unknown_model_override_names_its_key(small_cfg) -> None:
+    with pytest.raises(ConfigError, match=r"^model\.overrides\.widht: not accepted by nafnet_tiny"):
+        evaluate_run(small_cfg("model=nafnet_tiny", "+model.overrides.widht=4"), tlc=False)

@@ -11,15 +11,8 @@ from scipy import ndimage as ndi
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from benchmark.metrics import (
-    SSIM_VARIANTS,
-    AlignmentError,
-    psnr,
-    quantize_uint8,
-    realblur_align,
-    realblur_scores,
-    ssim,
-)
+from benchmark.scoring.metrics import SSIM_VARIANTS, psnr, quantize_uint8, ssim
+from benchmark.scoring.realblur import AlignmentError, realblur_align, realblur_scores
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

@@ -567,9 +567,8 @@ def test_constructor_checks_and_overrides() -> None:
 
 
 def test_tlc_replaces_every_channel_attention_pool(full: MSFSNet) -> None:
-    tlc = pytest.importorskip("benchmark.tlc")
-    if not hasattr(tlc, "to_local"):
-        pytest.skip("benchmark.tlc.to_local not written yet")
+    from benchmark.evaluation import tlc
+
     full.eval()
     local = tlc.to_local(full, (16, 16))
     assert tlc.count_local_layers(local) == 70  # 10 latent + 2 x 30 decoder RCABs
@@ -612,11 +611,12 @@ def test_tiny_learns_to_beat_the_identity(tmp_path: Path) -> None:
     test affords (a plain 8-layer residual CNN gains ~0.2 dB in the same budget), so this checks that training moves
     the network the right way end to end (losses, heads, eval-mode BatchNorm statistics), not how well it deblurs.
     """
-    from benchmark.data import PairedDataset
-    from benchmark.synth import SynthParams, generate_synthblur
+    from benchmark.core.sections import SynthConfig
+    from benchmark.data.dataset import PairedDataset
+    from benchmark.data.synth import generate_synthblur
 
     root = tmp_path / "synthblur"
-    generate_synthblur(root, SynthParams())
+    generate_synthblur(root, SynthConfig())
 
     def load(split: str) -> tuple[Tensor, Tensor]:
         items = list(PairedDataset(root, split, crop_size=None, augment="none"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.tlc import to_local
-from models import create_model, list_models
+from benchmark.evaluation.tlc import to_local
+from models import create_model, list_models, register_model
+from models.identity import Identity
 
 MODELS = list_models()
 
@@ -23,11 +24,33 @@ def model(request: pytest.FixtureRequest):
     return create_model(request.param)
 
 
-def test_registry_names_are_unique_and_keys() -> None:
-    assert len(MODELS) == len(set(MODELS))
+def test_registry_key_names_the_instance() -> None:
     assert "identity" in MODELS and "mimo_unet" in MODELS and "mimo_unet_tiny" in MODELS
     for name in MODELS:
         assert create_model(name).registry_name == name
+
+
+def test_registry_refuses_a_second_factory_under_a_taken_name() -> None:
+    def identity() -> Identity:  # the name of an existing factory
+        return Identity()
+
+    with pytest.raises(
+        ValueError, match=r"model 'identity' is registered twice \(models\.identity and [\w.]*test_registry\)"
+    ):
+        register_model(identity)
+    assert list_models() == MODELS  # nothing was added or replaced
+    assert type(create_model("identity")).__module__ == "models.identity"
+
+
+@pytest.mark.parametrize("name", ["Identity2", "mimo-unet", "2net", "naf net"])
+def test_registry_refuses_names_that_are_not_lowercase_identifiers(name: str) -> None:
+    def factory() -> Identity:
+        return Identity()
+
+    factory.__name__ = name
+    with pytest.raises(ValueError, match=r"must be a lowercase snake_case identifier"):
+        register_model(factory)
+    assert name not in list_models()
 
 
 def test_unknown_model_and_override_are_errors() -> None:

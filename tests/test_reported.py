@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from benchmark.paper_tables import render_paper_tables
+from benchmark.core.layout import Layout
+from benchmark.core.sections import PathsConfig, ScoringProtocol
+from benchmark.evaluation.records import write_record
+from benchmark.reporting.paper_tables import comparable_ssim, render_paper_tables
 from models import list_models
+from tests.conftest import make_record
 
 REPORTED = Path(__file__).resolve().parents[1] / "results" / "reported"
 
@@ -34,31 +37,35 @@ def test_row_counts_and_spot_values() -> None:
         assert set(frame["model"].dropna()) <= set(list_models())
 
 
-def _write_run(results: Path, train: str, test: str, stem: str, psnr: list[float], ssim: list[float], **extra) -> None:
-    folder = results / "runs" / train / test
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"img{i}" for i in range(len(psnr))]
-    frame = pd.DataFrame({"name": names, "psnr": psnr, "ssim": ssim, **extra})
-    frame.to_csv(folder / f"{stem}.csv", index=False)
-    record = {
-        "train_dataset": train,
-        "dataset": test,
-        "applicable": True,
-        "psnr": sum(psnr) / len(psnr),
-        "protocol_text": "test protocol",
-    }
-    (folder / f"{stem}.json").write_text(json.dumps(record))
+GOPRO = ScoringProtocol(quantize="uint8", ssim_variant="gaussian2d", extra_ssim_variants=("matlab3d",))
+REALBLUR = ScoringProtocol(quantize="uint8", ssim_variant="gaussian2d", align="ecc")
+
+
+def _protocol(test: str) -> ScoringProtocol:
+    return REALBLUR if test.startswith("realblur") else GOPRO
+
+
+def _write_run(layout: Layout, source: str, test: str, model: str, psnr: list[float], ssim: list[float], **extra):
+    record = make_record(
+        model,
+        {"psnr": psnr, "ssim": ssim, **extra},
+        dataset=test,
+        train_dataset="gopro",
+        weights="release" if source == "release" else "pipeline",
+        protocol=_protocol(test),
+    )
+    write_record(record, layout.record(source, test, model, False))
 
 
 def test_tables_put_reproduced_values_beside_reported_ones(tmp_path: Path) -> None:
     n = 20
+    layout = Layout(PathsConfig(results=str(tmp_path)))
+    assert layout.reported == REPORTED  # the reported numbers stay in the repository when paths.results moves
     # MSFS-Net reproduces exactly (constant per-image scores: a point interval containing the reported value).
-    _write_run(tmp_path, "gopro", "gopro", "msfsnet", [32.73] * n, [0.5] * n, ssim_matlab3d=[0.959] * n)
+    _write_run(layout, "gopro", "gopro", "msfsnet", [32.73] * n, [0.5] * n, ssim_matlab3d=[0.959] * n)
     # MPRNet's released weights, 2.66 dB short: the interval excludes the reported 32.66 -> flagged.
-    _write_run(tmp_path, "release", "gopro", "mprnet", [30.0, 30.2] * (n // 2), [0.5] * n, ssim_matlab3d=[0.9] * n)
-    rec = json.loads((tmp_path / "runs/release/gopro/mprnet.json").read_text())
-    (tmp_path / "runs/release/gopro/mprnet.json").write_text(json.dumps({**rec, "train_dataset": "gopro"}))
-    tables = render_paper_tables(tmp_path, REPORTED)
+    _write_run(layout, "release", "gopro", "mprnet", [30.0, 30.2] * (n // 2), [0.5] * n, ssim_matlab3d=[0.9] * n)
+    tables = render_paper_tables(layout, _protocol)
     t1 = tables["table1.md"]
     msfs = next(line for line in t1.splitlines() if line.startswith("| MSFS-Net |"))
     assert "32.73 [32.73, 32.73] · 32.73 (+0.00)" in msfs and "0.959 [0.959, 0.959] · 0.959 (+0.000)" in msfs
@@ -74,3 +81,8 @@ def test_tables_put_reproduced_values_beside_reported_ones(tmp_path: Path) -> No
     # Table 3: ablation rows in the paper's order, each naming its registry model.
     assert "(`msfsnet_ablation_nofsm_clm`) | 30.01 | 0.908 | – |" in tables["table3.md"]
     assert "RealBlur-R PSNR" in tables["table2.md"] and "| MSFS-Net-Local* |" in tables["table2.md"]
+
+
+def test_paper_ssim_is_matlabs_where_the_protocol_scores_it() -> None:
+    assert comparable_ssim(GOPRO) == "ssim_matlab3d" and comparable_ssim(REALBLUR) == "ssim"
+    assert comparable_ssim(ScoringProtocol(quantize="uint8", ssim_variant="matlab3d")) == "ssim"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.stats import bootstrap_ci, paired_test
+from benchmark.scoring.stats import bootstrap_ci, paired_test
 
 
 def test_constant_sample_has_a_point_interval() -> None:

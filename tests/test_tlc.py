@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.tlc import LocalAvgPool2d, LocalInstanceNorm2d, box_mean, count_local_layers, to_local
+from benchmark.evaluation.tlc import LocalAvgPool2d, LocalInstanceNorm2d, box_mean, count_local_layers, to_local
 from models import create_model, list_models
 
 

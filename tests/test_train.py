@@ -13,11 +13,14 @@ import mlflow
 import pytest
 import torch
 
-from benchmark import io
-from benchmark.config import SchedulerConfig
-from benchmark.data import PairedDataset
-from benchmark.train import NonFiniteLossError, epoch_batches, fingerprint, lr_factor, run_training
-from tests.conftest import REPO, small_overrides
+from benchmark.core import atomic
+from benchmark.core.sections import SchedulerConfig
+from benchmark.data.dataset import PairedDataset
+from benchmark.data.identity import read_identity
+from benchmark.training.loop import fingerprint, run_training
+from benchmark.training.schedule import epoch_batches, lr_factor
+from benchmark.training.step import NonFiniteLossError
+from tests.conftest import REPO, small_overrides, work_layout
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -26,14 +29,14 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_atomic_write_keeps_old_file_when_writer_dies(tmp_path: Path) -> None:
     target = tmp_path / "ckpt.pt"
-    io.save_torch(target, {"step": 1})
+    atomic.save_torch(target, {"step": 1})
 
     def dies_midway(f) -> None:
         f.write(b"partial bytes")
         raise KeyboardInterrupt  # as if the process were interrupted during the write
 
     with pytest.raises(KeyboardInterrupt):
-        io.atomic_write(target, dies_midway)
+        atomic.atomic_write(target, dies_midway)
     assert torch.load(target, weights_only=True) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temp file left behind
 
@@ -66,7 +69,8 @@ def test_short_run_writes_checkpoints_and_mlflow_run(small_cfg) -> None:
     result = run_training(cfg)
     assert result.steps == 6 and result.resumed_from == 0
     last = torch.load(result.last_path, weights_only=True)
-    assert last["step"] == 6 and last["fingerprint"] == fingerprint(cfg)
+    data_hash = read_identity(cfg.layout.dataset("synthblur"), "synthblur").sha256
+    assert last["step"] == 6 and last["fingerprint"] == fingerprint(cfg, data_hash)
     assert set(last) >= {"model", "optimizer", "scheduler", "rng", "step", "config"}
     assert _weights(result.final_path).keys() == last["model"].keys()
     assert result.val_psnr is not None and 5 < result.val_psnr < 60
@@ -98,7 +102,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(small_cfg) -> None:
     )
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step \d+.*last good checkpoint"):
         run_training(cfg)
-    last = Path(cfg.paths.checkpoints) / "mimo_unet_tiny-synthblur" / "last.pt"
+    last = cfg.layout.last_checkpoint("mimo_unet_tiny", "synthblur")
     state = torch.load(last, weights_only=True)
     assert state["step"] >= 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -132,7 +136,7 @@ def test_resume_after_kill_reaches_the_same_weights(tiny_synth: Path, tmp_path: 
     assert ref.returncode == 0, ref.stderr[-2000:]
 
     work = tmp_path / "killed"
-    last = work / "checkpoints" / "mimo_unet_tiny-synthblur" / "last.pt"
+    last = work_layout(tiny_synth, work).last_checkpoint("mimo_unet_tiny", "synthblur")
     proc = subprocess.Popen(
         _train_cmd(tiny_synth, work), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -156,7 +160,7 @@ def test_resume_after_kill_reaches_the_same_weights(tiny_synth: Path, tmp_path: 
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming" in resumed.stderr
     assert not [p for p in last.parent.iterdir() if p.name.endswith(".tmp")]
-    a = _weights(tmp_path / "ref" / "checkpoints" / "mimo_unet_tiny-synthblur" / "final.pt")
+    a = _weights(work_layout(tiny_synth, tmp_path / "ref").final_checkpoint("mimo_unet_tiny", "synthblur"))
     b = _weights(last.parent / "final.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
@@ -198,11 +202,13 @@ def test_decode_cache_trains_to_identical_weights(small_cfg, tmp_path: Path) -> 
         f"paths.cache={tmp_path / 'decoded'}",
         f"paths.checkpoints={tmp_path / 'cached'}",
     )
-    assert fingerprint(cached_cfg) == fingerprint(small_cfg("model=nafnet_tiny", "train.max_steps=3"))
+    assert fingerprint(cached_cfg, "x") == fingerprint(small_cfg("model=nafnet_tiny", "train.max_steps=3"), "x")
     cached = run_training(cached_cfg)
     assert sorted(p.name for p in (tmp_path / "decoded" / "synthblur" / "train" / "blur").glob("*.npy")) == [
         f"{name}.npy"
-        for name in sorted(PairedDataset(cached_cfg.dataset.root, "train", crop_size=None, augment="none").names)[:6]
+        for name in sorted(
+            PairedDataset(cached_cfg.layout.dataset("synthblur"), "train", crop_size=None, augment="none").names
+        )[:6]
     ]
     a, b = _weights(plain.final_path), _weights(cached.final_path)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -236,3 +242,20 @@ def test_bf16_channels_last_compile_on_cuda(small_cfg) -> None:
     b = [m.value for m in client.get_metric_history(fast.mlflow_run_id, "loss/total")]
     # bf16 rounds activations to 8 mantissa bits: the first loss (same weights, same batch) agrees to about 1%.
     assert b[0] == pytest.approx(a[0], rel=2e-2)
+
+
+def test_a_dataset_changed_since_it_was_built_is_refused_before_training(tiny_synth: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from benchmark.core.config import load_config
+    from benchmark.data.errors import DatasetError
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synth, data / "synthblur")
+    touched = data / "synthblur" / "train" / "blur" / "brick_0.png"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    cfg = load_config([*small_overrides(data / "synthblur", tmp_path / "work"), "model=mimo_unet_tiny"])
+    with pytest.raises(DatasetError, match=rf"{touched} changed .*rehash=true"):
+        run_training(cfg)
+    assert not cfg.layout.run_dir("mimo_unet_tiny", "synthblur").exists()

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import piq
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["SSIM_VARIANTS", "AlignmentError", "psnr", "quantize_uint8", "realblur_scores", "ssim"]
+__all__ = ["MSE_FLOOR", "SSIM_VARIANTS", "check_pair", "psnr", "quantize_uint8", "ssim"]
 
 _GAUSSIAN_WINDOW = 11
 """Side of Wang et al.'s Gaussian window (sigma 1.5); valid filtering needs at least this many pixels per side."""
@@ -46,7 +45,7 @@ def quantize_uint8(x: Tensor) -> Tensor:
     return x.clamp(0.0, 1.0).mul(255.0).round().div(255.0)
 
 
-def _check_pair(pred: Tensor, target: Tensor) -> None:
+def check_pair(pred: Tensor, target: Tensor) -> None:
     """Raise ValueError unless ``pred`` and ``target`` are same-shape (N, 3, H, W) float batches in [0, 1]."""
     for name, t in (("pred", pred), ("target", target)):
         if not isinstance(t, Tensor):
@@ -71,7 +70,7 @@ def _check_pair(pred: Tensor, target: Tensor) -> None:
             )
 
 
-_MSE_FLOOR = 1e-10
+MSE_FLOOR = 1e-10
 """Identical images would give an infinite PSNR; the floor caps it at 100 dB, far above any restoration's score."""
 
 
@@ -91,9 +90,9 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
     Raises:
         ValueError: shapes differ, are not (N, 3, H, W), or values are non-finite or outside [0, 1].
     """
-    _check_pair(pred, target)
+    check_pair(pred, target)
     mse = (pred.double() - target.double()).pow(2).mean(dim=(1, 2, 3))
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(_MSE_FLOOR))
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(MSE_FLOOR))
 
 
 def _ssim_gaussian2d(pred: Tensor, target: Tensor) -> Tensor:
@@ -179,101 +178,5 @@ def ssim(pred: Tensor, target: Tensor, variant: str = "gaussian2d") -> Tensor:
     """
     if variant not in SSIM_VARIANTS:
         raise ValueError(f"unknown ssim variant {variant!r}; known variants: {', '.join(sorted(SSIM_VARIANTS))}")
-    _check_pair(pred, target)
+    check_pair(pred, target)
     return SSIM_VARIANTS[variant](pred.double(), target.double())
-
-
-# --- RealBlur's official protocol ---------------------------------------------------------------------------------
-
-ECC_ITERATIONS = 100
-ECC_GAUSS_FILTER = 5
-REALBLUR_SSIM_PAD = int(3.5 * 1.5 + 0.5)
-"""5: the radius of scikit-image's Gaussian window (truncate 3.5, sigma 1.5), cropped from the masked SSIM map."""
-
-
-class AlignmentError(ValueError):
-    """ECC alignment failed (no convergence or a degenerate image); the caller names the image."""
-
-
-def realblur_align(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``image_align`` of ``evaluation_RealBlur_ecc.py`` on float32 H x W x 3 arrays in [0, 1].
-
-    Intensity matching ``zs = (sum(x z) / sum(z z)) z``; ECC homography of ``gray(zs)`` onto ``gray(x)``
-    (``cv2.findTransformECC``, 100 iterations, eps 0, Gaussian pre-filter 5); cubic inverse warp of ``zs`` with
-    reflected borders; a validity mask warped the same way with nearest interpolation and zero borders.
-
-    Returns:
-        ``(aligned prediction * mask, target * mask, mask)``, float32 H x W x 3.
-    """
-    import cv2
-
-    z, x = pred.astype(np.float32), target.astype(np.float32)
-    zs = (np.sum(x * z) / np.sum(z * z)) * z
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 0)
-    try:
-        _, warp = cv2.findTransformECC(
-            cv2.cvtColor(x, cv2.COLOR_RGB2GRAY),
-            cv2.cvtColor(zs, cv2.COLOR_RGB2GRAY),
-            np.eye(3, 3, dtype=np.float32),
-            cv2.MOTION_HOMOGRAPHY,
-            criteria,
-            None,
-            ECC_GAUSS_FILTER,
-        )
-    except cv2.error as err:
-        raise AlignmentError(f"ECC alignment failed: {str(err).strip().splitlines()[-1]}") from err
-    h, w = x.shape[:2]
-    zr = cv2.warpPerspective(
-        zs, warp, (w, h), flags=cv2.INTER_CUBIC + cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
-    )
-    cr = cv2.warpPerspective(
-        np.ones_like(zs, dtype=np.float32),
-        warp,
-        (w, h),
-        flags=cv2.INTER_NEAREST + cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-    return zr * cr, x * cr, cr
-
-
-def realblur_scores(pred: Tensor, target: Tensor) -> tuple[float, float]:
-    """PSNR and SSIM of one image under RealBlur's official protocol (``evaluation_RealBlur_ecc.py``).
-
-    After ``realblur_align``: PSNR ``10 log10(1 / (sum((x - z)^2) / sum(mask)))`` over the valid pixels; SSIM is
-    scikit-image's full map (Gaussian weights, sigma 1.5, population covariance, data range 1) times the mask, the
-    5-pixel border cropped, summed per channel and divided by the mask's sum, then averaged over the channels.
-    Computed in float32 like the official script (which reads the PNGs as ``float32 / 255``).
-
-    Args:
-        pred: restored image (3, H, W), RGB in [0, 1] (8-bit values under the harness's protocol).
-        target: ground truth (3, H, W), RGB in [0, 1].
-
-    Returns:
-        ``(psnr_db, ssim)`` as Python floats.
-
-    Raises:
-        ValueError: bad shapes or values (as ``psnr``); ``AlignmentError`` when ECC does not converge.
-    """
-    from skimage.metrics import structural_similarity
-
-    _check_pair(pred.unsqueeze(0), target.unsqueeze(0))
-    z = pred.permute(1, 2, 0).cpu().numpy().astype(np.float32)
-    x = target.permute(1, 2, 0).cpu().numpy().astype(np.float32)
-    zr, xr, cr = realblur_align(z, x)
-    err = np.sum((xr - zr) ** 2, dtype=np.float64) / np.sum(cr)
-    psnr_db = float(10 * np.log10(1.0 / max(err, _MSE_FLOOR)))
-    _, ssim_map = structural_similarity(
-        xr,
-        zr,
-        channel_axis=-1,
-        gaussian_weights=True,
-        use_sample_covariance=False,
-        data_range=1.0,
-        full=True,
-    )
-    pad = REALBLUR_SSIM_PAD
-    masked = (ssim_map * cr)[pad:-pad, pad:-pad, :]
-    valid = cr[pad:-pad, pad:-pad, :]
-    ssim_value = float(np.mean(masked.sum(axis=(0, 1)) / valid.sum(axis=(0, 1))))
-    return psnr_db, ssim_value

@@ -2,7 +2,7 @@
 
 Runs go to a sqlite database at an absolute path: ``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri``, else
 ``sqlite:///<repo>/mlflow.db``, where ``<repo>`` is the repository that launched the run even when DVC runs it in a
-temporary workspace (`dvc exp run --temp`, queued experiments: ``benchmark.config.experiment_home``), whose files
+temporary workspace (`dvc exp run --temp`, queued experiments: ``benchmark.core.layout.experiment_home``), whose files
 vanish with it. Telemetry is switched off before mlflow is imported.
 """
 
@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import experiment_home, project_root
+from benchmark.core.layout import experiment_home, project_root
+from benchmark.core.sections import TrackingConfig
 
 
 def tracking_uri(configured: str | None = None) -> str:
@@ -57,7 +58,7 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-class Run:
+class TrackedRun:
     """A handle on one MLflow run; every method is a no-op when tracking is disabled."""
 
     def __init__(self, mlflow: Any | None, run_id: str | None) -> None:
@@ -109,21 +110,24 @@ def _import_mlflow() -> Any:
 
 @contextmanager
 def start_run(
+    config: TrackingConfig,
     *,
-    enabled: bool,
-    experiment: str,
     run_name: str,
     tags: Mapping[str, Any],
-    uri: str | None = None,
     resume_run_id: str | None = None,
-) -> Iterator[Run]:
-    """Open (or, with ``resume_run_id``, reopen) a run; it ends FINISHED, or FAILED/KILLED when the body raises."""
-    if not enabled:
-        yield Run(None, None)
+    active: bool = True,
+) -> Iterator[TrackedRun]:
+    """Open (or, with ``resume_run_id``, reopen) a run; it ends FINISHED, or FAILED/KILLED when the body raises.
+
+    Nothing is recorded when ``config.enabled`` is false or ``active`` is false (the ranks > 0 of a torchrun job):
+    the handle's methods are then no-ops.
+    """
+    if not (config.enabled and active):
+        yield TrackedRun(None, None)
         return
     mlflow = _import_mlflow()
-    mlflow.set_tracking_uri(tracking_uri(uri))
-    mlflow.set_experiment(experiment)
+    mlflow.set_tracking_uri(tracking_uri(config.uri))
+    mlflow.set_experiment(config.experiment)
     run_id = None
     if resume_run_id:
         try:
@@ -131,7 +135,7 @@ def start_run(
         except Exception:  # the run may live in another database: start a new one, linked by tag
             run_id = None
     active = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
-    handle = Run(mlflow, active.info.run_id)
+    handle = TrackedRun(mlflow, active.info.run_id)
     handle.set_tags({**git_state(), **tags, **({"resumed_from": resume_run_id} if resume_run_id else {})})
     try:
         yield handle

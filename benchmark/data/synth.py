@@ -14,30 +14,21 @@ process on still photographs, so the benchmark has a dataset that needs no downl
 
 Train and test come from disjoint source photos (GoPro's train and test scenes are disjoint); the two motorcycle
 views are one scene and must stay on the same side. The generator's parameters, the package versions and every
-image's trajectory are written to ``<root>/synth.json``.
+image's trajectory are written to ``<root>/synth.json``; the identity record (``benchmark.data.identity``) beside it.
 
-Command line (the DVC stage)::
-
-    python -m benchmark.synth --config conf/dataset/synthblur.yaml
+The ``fetch@synthblur`` stage runs it: ``python -m benchmark.fetch dataset=synthblur`` (its parameters are the
+dataset's ``synth:`` section, ``benchmark.core.sections.SynthConfig``).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import hashlib
 import json
 import math
-import os
 import platform
 import shutil
-import sys
-import tempfile
-import time
 import types
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +36,20 @@ import numpy as np
 import PIL
 import skimage
 import skimage.data
-import yaml
 from PIL import Image
 from skimage.transform import resize, warp
 
-from benchmark.config import ConfigError, build
+from benchmark.core import atomic
+from benchmark.core.hashing import sha256_bytes
+from benchmark.core.schema import to_plain
+from benchmark.core.sections import SynthConfig
+from benchmark.data.errors import SynthError
+from benchmark.data.identity import record_identity
 
-__all__ = ["PHOTOS", "SynthError", "SynthParams", "generate_synthblur", "main"]
+__all__ = ["PHOTOS", "check_scenes", "generate_synthblur"]
 
 # Version of the layout and of synth.json; bump it when the generator's output changes for the same params.
 FORMAT_VERSION = 1
-
-
-class SynthError(ConfigError):
-    """Raised for invalid generator parameters or a source photo that cannot be used."""
 
 
 def _stereo(index: int) -> Callable[[], np.ndarray]:
@@ -105,127 +96,21 @@ PHOTOS: Mapping[str, Callable[[], np.ndarray]] = types.MappingProxyType(
 _SCENES: Mapping[str, str] = types.MappingProxyType({"motorcycle_left": "motorcycle", "motorcycle_right": "motorcycle"})
 
 
-@dataclass(frozen=True)
-class SynthParams:
-    """Every parameter of the generator; the defaults are the ones of ``conf/dataset/synthblur.yaml``.
+def check_scenes(params: SynthConfig, key: str = "dataset.synth") -> None:
+    """Refuse test photos that show a training scene (the two motorcycle views are one scene).
 
-    Attributes:
-        seed: Root seed; each image draws from ``default_rng((seed, crc32(photo), k))``, so adding a photo never
-            changes the images of another.
-        train_photos: Source photos (keys of ``PHOTOS``) of the train split.
-        test_photos: Source photos of the test split; disjoint from ``train_photos`` (also by scene).
-        train_crops_per_photo: Crops (each with its own trajectory) per train photo.
-        test_crops_per_photo: Crops per test photo.
-        size: Side of the square crops in pixels.
-        max_source_side: Photos whose longer side exceeds this are first downscaled (anti-aliased, in linear light)
-            so a crop covers a GoPro-like field of view instead of a featureless close-up (retina, hubble).
-        frames: Allowed frame counts ``N``, one drawn per image; odd, so the middle frame is a real frame (GoPro
-            averages 7-13 frames).
-        extent_px: (min, max) of the trajectory extent in pixels, drawn uniformly per image.
-        momentum: Velocity memory of the random walk in [0, 1); higher gives straighter, smoother shake.
-        rotation_deg: (min, max) of the in-plane rotation range over the exposure, in degrees.
-        gamma: Display gamma; frames are averaged in linear light ``x ** gamma``.
-        noise_std: (min, max) of the per-image Gaussian sensor-noise standard deviation, on the [0, 1] scale.
-        min_crop_std: A candidate crop whose luma standard deviation ([0, 1] scale) is below this is rejected, so
-            crops are not flat sky or black background where any method scores well.
-        crop_attempts: Candidate crop positions tried before the most textured candidate is taken.
+    Raises:
+        SynthError: naming ``<key>.test_photos`` and the shared photos.
     """
-
-    seed: int = 2024
-    # "rocket" sorts last among the train photos, so with 5 crops per photo ``val_count: 5`` holds out exactly its
-    # crops: a validation scene the model never trains on.
-    train_photos: tuple[str, ...] = (
-        "brick",
-        "camera",
-        "grass",
-        "gravel",
-        "hubble_deep_field",
-        "immunohistochemistry",
-        "moon",
-        "motorcycle_left",
-        "motorcycle_right",
-        "retina",
-        "rocket",
-    )
-    # Colour photographs, like GoPro's test scenes, plus one grey one.
-    test_photos: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "coins")
-    train_crops_per_photo: int = 5
-    test_crops_per_photo: int = 3
-    size: int = 256
-    max_source_side: int = 640
-    frames: tuple[int, ...] = (7, 9, 11, 13)
-    extent_px: tuple[float, float] = (3.0, 10.0)
-    momentum: float = 0.7
-    rotation_deg: tuple[float, float] = (0.0, 0.5)
-    gamma: float = 2.2
-    noise_std: tuple[float, float] = (0.002, 0.006)
-    min_crop_std: float = 0.06
-    crop_attempts: int = 32
-
-    def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise SynthError(f"seed must be >= 0 (numpy seed sequences take non-negative integers), got {self.seed}")
-        for name in ("train_photos", "test_photos"):
-            photos = getattr(self, name)
-            unknown = [p for p in photos if p not in PHOTOS]
-            if unknown:
-                raise SynthError(f"{name}: unknown photo(s) {unknown}; choose from {sorted(PHOTOS)}")
-            if len(set(photos)) != len(photos):
-                raise SynthError(f"{name}: duplicate photo in {list(photos)}")
-        if not self.train_photos or not self.test_photos:
-            raise SynthError("train_photos and test_photos must both be non-empty")
-        train_scenes = {_SCENES.get(p, p) for p in self.train_photos}
-        shared = sorted(p for p in self.test_photos if _SCENES.get(p, p) in train_scenes)
-        if shared:
-            raise SynthError(f"test_photos {shared} share a scene with train_photos; train and test must be disjoint")
-        for name in ("train_crops_per_photo", "test_crops_per_photo", "crop_attempts"):
-            if getattr(self, name) < 1:
-                raise SynthError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.size < 16:
-            raise SynthError(f"size must be >= 16, got {self.size}")
-        if self.max_source_side < self.size:
-            raise SynthError(f"max_source_side ({self.max_source_side}) must be >= size ({self.size})")
-        if not self.frames or any(n < 3 or n % 2 == 0 for n in self.frames):
-            raise SynthError(f"frames must be odd counts >= 3 (a middle frame must exist), got {self.frames}")
-        for name, low in (("extent_px", 0.0), ("rotation_deg", 0.0), ("noise_std", 0.0)):
-            lo, hi = getattr(self, name)
-            if not low <= lo <= hi:
-                raise SynthError(f"{name} must be (min, max) with {low} <= min <= max, got {(lo, hi)}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise SynthError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.gamma <= 0:
-            raise SynthError(f"gamma must be > 0, got {self.gamma}")
-        if self.min_crop_std < 0:
-            raise SynthError(f"min_crop_std must be >= 0, got {self.min_crop_std}")
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> SynthParams:
-        """Builds params from a config mapping (a YAML ``synth:`` block or an OmegaConf ``DictConfig``).
-
-        Missing keys take the defaults; lists become tuples; a bool, or a value of the wrong type, is rejected.
-
-        Args:
-            mapping: Field name to value.
-
-        Returns:
-            The validated params.
-
-        Raises:
-            SynthError: On an unknown key (named in the message) or a value of the wrong type or range.
-        """
-        try:
-            return build(cls, mapping, "synth")
-        except SynthError:
-            raise
-        except ConfigError as err:  # type and unknown-key errors of the shared config builder
-            raise SynthError(str(err)) from err
-
-    def to_dict(self) -> dict[str, Any]:
-        """Returns the params as plain JSON/YAML types (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+    train_scenes = {_SCENES.get(p, p) for p in params.train_photos}
+    shared = sorted(p for p in params.test_photos if _SCENES.get(p, p) in train_scenes)
+    if shared:
+        raise SynthError(
+            f"{shared} share a scene with train_photos; train and test must be disjoint", key=f"{key}.test_photos"
+        )
 
 
-def _load_photo(name: str, params: SynthParams) -> tuple[np.ndarray, str]:
+def _load_photo(name: str, params: SynthConfig) -> tuple[np.ndarray, str]:
     """Loads a bundled photo as a linear-light scene.
 
     Returns:
@@ -235,7 +120,7 @@ def _load_photo(name: str, params: SynthParams) -> tuple[np.ndarray, str]:
     photo = np.asarray(PHOTOS[name]())
     if photo.dtype != np.uint8:
         raise SynthError(f"photo {name!r} is {photo.dtype}, expected uint8")
-    digest = hashlib.sha256(photo.tobytes()).hexdigest()
+    digest = sha256_bytes(photo.tobytes())
     if photo.ndim == 2:
         photo = np.repeat(photo[:, :, None], 3, axis=2)
     photo = photo[:, :, :3]
@@ -249,7 +134,7 @@ def _load_photo(name: str, params: SynthParams) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(scene.clip(0.0, 1.0)), digest
 
 
-def _trajectory(rng: np.random.Generator, params: SynthParams) -> np.ndarray:
+def _trajectory(rng: np.random.Generator, params: SynthConfig) -> np.ndarray:
     """Draws one camera-shake trajectory.
 
     Returns:
@@ -322,7 +207,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def _make_pair(
-    scene: np.ndarray, name: str, rng: np.random.Generator, params: SynthParams
+    scene: np.ndarray, name: str, rng: np.random.Generator, params: SynthConfig
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Makes one (blur, sharp) pair from a scene.
 
@@ -374,7 +259,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path, format="PNG", compress_level=1)
 
 
-def _build(folder: Path, params: SynthParams) -> dict[str, Any]:
+def _build(folder: Path, params: SynthConfig) -> dict[str, Any]:
     """Writes the whole dataset into ``folder`` (which exists and is empty) and returns the manifest."""
     images: dict[str, dict[str, Any]] = {}
     photos: dict[str, dict[str, Any]] = {}
@@ -399,7 +284,7 @@ def _build(folder: Path, params: SynthParams) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "generator": "benchmark.synth",
         "seed": params.seed,
-        "params": params.to_dict(),
+        "params": to_plain(params),
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -419,14 +304,15 @@ def _build(folder: Path, params: SynthParams) -> dict[str, Any]:
     return manifest
 
 
-def generate_synthblur(root: Path, params: SynthParams) -> dict[str, Any]:
+def generate_synthblur(root: Path, params: SynthConfig) -> dict[str, Any]:
     """Generates the dataset under ``root``, replacing what is there, atomically.
 
-    The dataset is built in a temporary sibling folder and renamed onto ``root`` only once complete, so a killed
-    or failed run leaves either the previous ``root`` untouched or no ``root`` at all, never a partial dataset.
+    The dataset is built in a temporary sibling folder, its identity recorded, and it is swapped onto ``root`` only
+    once complete (``benchmark.core.atomic.replace_dir``), so a killed or failed run leaves either the previous
+    ``root`` untouched or no ``root`` at all, never a partial dataset.
 
     Layout: ``root/{train,test}/{blur,sharp}/<photo>_<k>.png`` (uint8 RGB, ``size`` x ``size``, identical names in
-    ``blur/`` and ``sharp/``) and ``root/synth.json``.
+    ``blur/`` and ``sharp/``), ``root/synth.json`` and ``root/identity.json``.
 
     Args:
         root: Target folder, e.g. ``data/synthblur``.
@@ -436,62 +322,17 @@ def generate_synthblur(root: Path, params: SynthParams) -> dict[str, Any]:
         The manifest written to ``root/synth.json``: params, seed, package versions, per-image trajectories.
 
     Raises:
-        SynthError: If a photo is too small for the crop and blur margin (``root`` is then left as it was).
+        SynthError: If test photos share a scene with train photos, or a photo is too small for the crop and blur
+            margin (``root`` is then left as it was).
     """
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
+    check_scenes(params)
+    building = atomic.building_dir(root)
     try:
         manifest = _build(building, params)
-        if root.exists() or root.is_symlink():
-            # A non-empty folder cannot be renamed over; move the old one aside first and delete it afterwards.
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            os.replace(root, old / root.name)
-            try:
-                os.replace(building, root)
-            except BaseException:
-                os.replace(old / root.name, root)
-                raise
-            shutil.rmtree(old)
-        else:
-            os.replace(building, root)
+        record_identity(building, root.name, "synth")
+        atomic.replace_dir(building, root)
     finally:
         if building.exists():
             shutil.rmtree(building)
     return manifest
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: reads ``root`` and ``synth`` from a dataset config and generates the dataset.
-
-    Args:
-        argv: Arguments (defaults to ``sys.argv[1:]``).
-
-    Returns:
-        The process exit status.
-    """
-    parser = argparse.ArgumentParser(prog="python -m benchmark.synth", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("conf/dataset/synthblur.yaml"), help="dataset YAML")
-    parser.add_argument("--root", type=Path, default=None, help="output folder (default: the config's root)")
-    args = parser.parse_args(argv)
-    config = yaml.safe_load(args.config.read_text(encoding="utf-8"))
-    if not isinstance(config, Mapping) or not isinstance(config.get("synth"), Mapping):
-        parser.error(f"{args.config}: expected a mapping with a 'synth:' block")
-    root = args.root if args.root is not None else Path(config["root"])
-    try:
-        params = SynthParams.from_mapping(config["synth"])
-        start = time.perf_counter()
-        manifest = generate_synthblur(root, params)
-    except SynthError as error:
-        print(f"error: {args.config}: {error}", file=sys.stderr)
-        return 2
-    counts = manifest["counts"]
-    print(
-        f"synthblur: {counts['train']} train + {counts['test']} test pairs of {params.size}x{params.size} "
-        f"written to {root} in {time.perf_counter() - start:.1f}s"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The on-disk layout: the one module that spells a path. Everything else asks a :class:`Layout` (or ``paths.*``).
+
+Relative ``paths.*`` are relative to the repository root, so a command behaves the same from any working directory::
+
+    <paths.data>/<dataset>/{train,test}/{blur,sharp}/<name>.png   a dataset, normalised (fetch / synth)
+    <paths.data>/<dataset>/identity.json                           its identity record (benchmark.data.identity)
+    <paths.data>/external/archives/<archive>                       hand-placed or downloaded archives (data.dvc)
+    <paths.data>/external/checkpoints/<model>/<file>               the authors' released weights (data.dvc)
+    <paths.checkpoints>/<model>-<train dataset>/{last,final}.pt    training state and trained weights
+    <paths.results>/runs/<source>/<test dataset>/<model>[-local].{json,csv}
+                                                                   evaluation records; source = the training dataset,
+                                                                   or ``release`` for the authors' weights
+    <paths.results>/{tables,figures,bench,complexity}/             generated tables, figures and measurements
+    <paths.cache>/<dataset>/                                        decoded-image cache (train.cache=true)
+    results/reported/                                              the paper's numbers, typed from its text (inputs)
+    stages/<stage>.json                                            each DVC stage's inputs (benchmark.configure)
+    checksums.sha256                                               pinned archive checksums
+    <repository>/mlflow.db                                         MLflow runs (tracking.uri null)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmark.core.sections import PathsConfig
+
+
+def project_root() -> Path:
+    """The checkout this package runs from (the folder holding dvc.yaml), else the current directory.
+
+    Inside a DVC experiment's temporary workspace (``dvc exp run --temp/--queue``) this is that workspace, because
+    ``python -m`` imports the working directory's copy of the package; :func:`experiment_home` names the repository
+    it belongs to.
+    """
+    here = Path(__file__).resolve().parents[2]
+    if (here / "dvc.yaml").exists() or (here / "pyproject.toml").exists():
+        return here
+    return Path.cwd()
+
+
+def experiment_home(root: Path | None = None) -> Path:
+    """The repository a checkout belongs to: ``root`` itself, or, for a DVC experiment's temporary workspace
+    (``<repo>/.dvc/tmp/exps/<tmp>/``, which DVC deletes afterwards), the ``<repo>`` that launched it. Records that must
+    outlive a run (``mlflow.db``) go there."""
+    root = (root or project_root()).resolve()
+    parts = root.parts
+    for i in range(len(parts) - 3, 0, -1):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return root
+
+
+CONF_DIR = project_root() / "conf"
+"""The single source of configuration (Hydra)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path of the harness, from ``paths.*`` and the repository root."""
+
+    paths: PathsConfig
+    root: Path = field(default_factory=project_root)
+
+    def _under_root(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
+    def display(self, path: Path) -> str:
+        """``path`` relative to the repository root when it lies inside it (portable records), else absolute."""
+        try:
+            return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    # --- data ----------------------------------------------------------------------------------------------------
+
+    @property
+    def data(self) -> Path:
+        return self._under_root(self.paths.data)
+
+    def dataset(self, name: str) -> Path:
+        return self.data / name
+
+    def identity_record(self, dataset: str) -> Path:
+        return self.dataset(dataset) / "identity.json"
+
+    def archive(self, file: str) -> Path:
+        return self.data / "external" / "archives" / file
+
+    def release_weights(self, model: str, file: str) -> Path:
+        return self.data / "external" / "checkpoints" / model / file
+
+    def cache(self, dataset: str) -> Path:
+        return self._under_root(self.paths.cache) / dataset
+
+    @property
+    def checksums(self) -> Path:
+        return self.root / "checksums.sha256"
+
+    # --- training ------------------------------------------------------------------------------------------------
+
+    def run_dir(self, model: str, train_dataset: str) -> Path:
+        return self._under_root(self.paths.checkpoints) / f"{model}-{train_dataset}"
+
+    def last_checkpoint(self, model: str, train_dataset: str) -> Path:
+        return self.run_dir(model, train_dataset) / "last.pt"
+
+    def final_checkpoint(self, model: str, train_dataset: str) -> Path:
+        return self.run_dir(model, train_dataset) / "final.pt"
+
+    # --- results -------------------------------------------------------------------------------------------------
+
+    @property
+    def results(self) -> Path:
+        return self._under_root(self.paths.results)
+
+    def record(self, source: str, dataset: str, model: str, tlc: bool) -> Path:
+        """The evaluation record (JSON); its per-image CSV is the same path with ``.csv``."""
+        stem = f"{model}-local" if tlc else model
+        return self.results / "runs" / source / dataset / f"{stem}.json"
+
+    @property
+    def tables(self) -> Path:
+        return self.results / "tables"
+
+    @property
+    def figures(self) -> Path:
+        return self.results / "figures"
+
+    @property
+    def bench(self) -> Path:
+        return self.results / "bench"
+
+    @property
+    def complexity(self) -> Path:
+        return self.results / "complexity"
+
+    @property
+    def reported(self) -> Path:
+        """The paper's numbers: inputs committed with the code, so they stay put when ``paths.results`` moves."""
+        return self.root / "results" / "reported"
+
+    # --- pipeline and tracking -----------------------------------------------------------------------------------
+
+    def stage_inputs(self, stage: str) -> Path:
+        return self.root / "stages" / f"{stage}.json"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return experiment_home(self.root) / "mlflow.db"

@@ -1,0 +1,498 @@
+"""The typed sections of the configuration: one frozen dataclass per section of ``conf/`` (and of ``params.yaml``).
+
+Each field's type is its validation (``benchmark.core.schema``); ``check`` methods test ranges and relations. Every
+choice the harness implements is a ``Literal`` here, in one place, and ``tests/test_config.py`` checks each one against
+the registry that implements it (``AUGMENTATIONS``, ``SSIM_VARIANTS``, the fetch layouts, the optimisers, the
+schedules, the synthblur photographs, the checkpoint wrappers), so a choice cannot be accepted here and unknown there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from benchmark.core.schema import require
+
+Augment = Literal["none", "hflip", "flips", "dihedral"]
+"""``benchmark.data.augment.AUGMENTATIONS``."""
+SsimVariant = Literal["gaussian2d", "matlab3d"]
+"""``benchmark.scoring.metrics.SSIM_VARIANTS``."""
+Align = Literal["none", "ecc"]
+"""``none``, or RealBlur's ECC alignment (``benchmark.scoring.realblur``)."""
+Quantize = Literal["uint8", "none"]
+Recipe = Literal["common", "published"]
+OptimizerName = Literal["adam", "adamw"]
+"""``benchmark.training.schedule.OPTIMIZERS``."""
+SchedulerName = Literal["step", "cosine", "constant"]
+"""``benchmark.training.schedule.SCHEDULES``."""
+FetchLayout = Literal["gopro", "hide", "realblur_j", "realblur_r"]
+"""``benchmark.data.layouts.LAYOUTS``."""
+BlurFolder = Literal["blur", "blur_gamma"]
+ReleaseFormat = Literal["model", "params", "state_dict", "params_ema", "bare"]
+"""The key holding a release's state dict (``models.checkpoint.WRAPPER_KEYS``), or ``bare``."""
+Photo = Literal[
+    "astronaut",
+    "brick",
+    "camera",
+    "cell",
+    "chelsea",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "moon",
+    "motorcycle_left",
+    "motorcycle_right",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+]
+"""``benchmark.data.synth.PHOTOS``: scikit-image's bundled photographs."""
+
+_EXECUTION = {"execution": True}
+
+
+def _positive(obj: object, prefix: str, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        require(value > 0, f"{prefix}.{name}", f"must be > 0, got {value}")
+
+
+# --- model -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """The authors' released weights of a model (``checkpoint=release``).
+
+    Attributes:
+        file: File name, placed at ``<paths.data>/external/checkpoints/<model>/<file>``.
+        url: Where the authors publish it.
+        format: The key holding the state dict in the file (``bare``: the file is the state dict).
+        train_size: The release's training crop (H = W): sets the TLC window.
+        trained_on: The dataset the weights were trained on.
+        source: Where these facts were read (repository and file).
+    """
+
+    file: str
+    url: str
+    format: ReleaseFormat
+    train_size: int
+    trained_on: str
+    source: str
+
+    def check(self, prefix: str) -> None:
+        require(bool(self.file) and "/" not in self.file, f"{prefix}.file", "must be a plain file name")
+        _positive(self, prefix, "train_size")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``conf/model/<name>.yaml``.
+
+    Attributes:
+        name: The registry key (``models.list_models()``); also the conf file's name, the MLflow run's and the row's.
+        overrides: Constructor arguments replacing the factory's (``create_model(name, **overrides)``). Each conf file
+            lists every keyword argument of its model's class, ``null`` meaning the registered variant's own value,
+            so that ``-S model.overrides.<arg>=<value>`` composes without Hydra's ``+``.
+        recipe: The train profile of the model's release (``conf/train/<recipe>.yaml``), used with
+            ``recipe=published``; ``None`` for a model with nothing to train.
+        release: The authors' released weights, if any.
+    """
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None
+    release: ReleaseConfig | None = None
+
+    def constructor_kwargs(self) -> dict[str, Any]:
+        """The set ``overrides`` as constructor arguments: ``null`` ones dropped (the variant's own value), YAML lists
+        as tuples (the constructors take tuples)."""
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in self.overrides.items() if v is not None}
+
+
+# --- dataset -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoringProtocol:
+    """How a benchmark scores a restoration (``dataset.protocol``); stated under every table.
+
+    Attributes:
+        quantize: ``uint8`` = clamp and round outputs to 8 bit before scoring (the papers' protocol); ``none`` =
+            clamp only.
+        ssim_variant: The SSIM of the ``ssim`` column (``benchmark.scoring.metrics.SSIM_VARIANTS``).
+        align: ``none``, or ``ecc``: RealBlur's ``evaluation_RealBlur_ecc.py`` (intensity matching, ECC homography
+            alignment, masked PSNR and SSIM).
+        crop_border: Pixels removed from each border before scoring.
+        extra_ssim_variants: Further SSIM columns (``ssim_<variant>``), e.g. MATLAB's ``matlab3d`` beside Wang's.
+    """
+
+    quantize: Quantize
+    ssim_variant: SsimVariant
+    align: Align = "none"
+    crop_border: int = 0
+    extra_ssim_variants: tuple[SsimVariant, ...] = ()
+
+    def check(self, prefix: str) -> None:
+        require(self.crop_border >= 0, f"{prefix}.crop_border", f"must be >= 0, got {self.crop_border}")
+        require(
+            self.ssim_variant not in self.extra_ssim_variants
+            and len(set(self.extra_ssim_variants)) == len(self.extra_ssim_variants),
+            f"{prefix}.extra_ssim_variants",
+            f"{list(self.extra_ssim_variants)} must be other variants than ssim_variant {self.ssim_variant!r}, "
+            "each once",
+        )
+        if self.align == "ecc":
+            # RealBlur's official protocol fixes both metrics (masked after alignment); nothing else is defined there.
+            require(
+                self.ssim_variant == "gaussian2d" and not self.extra_ssim_variants and self.crop_border == 0,
+                f"{prefix}.align",
+                "ecc (RealBlur's protocol) scores its own masked Gaussian SSIM: set ssim_variant gaussian2d, no "
+                "extra_ssim_variants and crop_border 0",
+            )
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The per-image score columns this protocol produces, in order."""
+        return ("psnr", "ssim", *(f"ssim_{v}" for v in self.extra_ssim_variants))
+
+    def describe(self) -> str:
+        """One line for table footers and MLflow tags."""
+        q = "outputs clamped and rounded to 8 bit" if self.quantize == "uint8" else "outputs clamped, not rounded"
+        if self.align == "ecc":
+            return (
+                f"{q}; RealBlur's official protocol (evaluation_RealBlur_ecc.py): intensity matching and ECC "
+                "homography alignment to the ground truth, PSNR over the valid warped pixels, masked Gaussian SSIM "
+                "with a 5 px border crop"
+            )
+        extra = "".join(f"; second SSIM column `{v}`" for v in self.extra_ssim_variants)
+        return (
+            f"{q}; PSNR on RGB; SSIM variant `{self.ssim_variant}`{extra}; alignment: {self.align}; "
+            f"border crop: {self.crop_border} px"
+        )
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """``dataset.fetch``: how a downloadable benchmark is obtained and normalised (``benchmark.data.fetch``).
+
+    Attributes:
+        archive: The archive's file name (also its key in ``checksums.sha256``).
+        urls: Download sources, tried in order.
+        layout: How to normalise the extracted tree (``benchmark.data.layouts``).
+        counts: Expected pairs per split, e.g. ``{"train": 2103, "test": 1111}``.
+        blur_folder: GoPro only: ``blur`` (what MPRNet, HINet, MIMO-UNet and MSFS-Net train and test on) or
+            ``blur_gamma`` (the original DeepDeblur setting).
+    """
+
+    archive: str
+    urls: tuple[str, ...]
+    layout: FetchLayout
+    counts: dict[str, int] = field(default_factory=dict)
+    blur_folder: BlurFolder = "blur"
+
+    def check(self, prefix: str) -> None:
+        require(bool(self.archive) and "/" not in self.archive, f"{prefix}.archive", "must be a plain file name")
+        require(
+            set(self.counts) <= {"train", "test"} and all(v > 0 for v in self.counts.values()),
+            f"{prefix}.counts",
+            f"must map train/test to positive counts, got {self.counts}",
+        )
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """``dataset.synth``: the generator of ``synthblur`` (``benchmark.data.synth``); defaults as in its conf file.
+
+    Attributes:
+        seed: Root seed; each image draws from ``default_rng((seed, crc32(photo), k))``, so adding a photo never
+            changes the images of another.
+        train_photos: Source photos of the train split.
+        test_photos: Source photos of the test split; disjoint from ``train_photos``, also by scene.
+        train_crops_per_photo: Crops (each with its own trajectory) per train photo.
+        test_crops_per_photo: Crops per test photo.
+        size: Side of the square crops in pixels.
+        max_source_side: Photos whose longer side exceeds this are first downscaled (anti-aliased, in linear light),
+            so a crop covers a GoPro-like field of view instead of a featureless close-up (retina, hubble).
+        frames: Allowed frame counts ``N``, one drawn per image; odd, so the middle frame is a real frame (GoPro
+            averages 7-13 frames).
+        extent_px: (min, max) of the trajectory extent in pixels, drawn uniformly per image.
+        momentum: Velocity memory of the random walk in [0, 1); higher gives straighter, smoother shake.
+        rotation_deg: (min, max) of the in-plane rotation over the exposure, in degrees.
+        gamma: Display gamma; frames are averaged in linear light ``x ** gamma``.
+        noise_std: (min, max) of the per-image Gaussian sensor-noise standard deviation, on the [0, 1] scale.
+        min_crop_std: A candidate crop whose luma standard deviation ([0, 1] scale) is below this is rejected, so
+            crops are not flat sky or black background where any method scores well.
+        crop_attempts: Candidate crop positions tried before the most textured candidate is taken.
+    """
+
+    seed: int = 2024
+    # "rocket" sorts last among the train photos, so with 5 crops per photo ``val_count: 5`` holds out exactly its
+    # crops: a validation scene the model never trains on.
+    train_photos: tuple[Photo, ...] = (
+        "brick",
+        "camera",
+        "grass",
+        "gravel",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "moon",
+        "motorcycle_left",
+        "motorcycle_right",
+        "retina",
+        "rocket",
+    )
+    # Colour photographs, like GoPro's test scenes, plus one grey one.
+    test_photos: tuple[Photo, ...] = ("astronaut", "chelsea", "coffee", "coins")
+    train_crops_per_photo: int = 5
+    test_crops_per_photo: int = 3
+    size: int = 256
+    max_source_side: int = 640
+    frames: tuple[int, ...] = (7, 9, 11, 13)
+    extent_px: tuple[float, float] = (3.0, 10.0)
+    momentum: float = 0.7
+    rotation_deg: tuple[float, float] = (0.0, 0.5)
+    gamma: float = 2.2
+    noise_std: tuple[float, float] = (0.002, 0.006)
+    min_crop_std: float = 0.06
+    crop_attempts: int = 32
+
+    def check(self, prefix: str) -> None:
+        # numpy seed sequences take non-negative integers
+        require(self.seed >= 0, f"{prefix}.seed", f"must be >= 0, got {self.seed}")
+        for name in ("train_photos", "test_photos"):
+            photos = getattr(self, name)
+            require(bool(photos), f"{prefix}.{name}", "must not be empty")
+            require(len(set(photos)) == len(photos), f"{prefix}.{name}", f"duplicate photo in {list(photos)}")
+        for name in ("train_crops_per_photo", "test_crops_per_photo", "crop_attempts"):
+            require(getattr(self, name) >= 1, f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        require(self.size >= 16, f"{prefix}.size", f"must be >= 16, got {self.size}")
+        require(
+            self.max_source_side >= self.size,
+            f"{prefix}.max_source_side",
+            f"({self.max_source_side}) must be >= size ({self.size})",
+        )
+        require(
+            bool(self.frames) and all(n >= 3 and n % 2 == 1 for n in self.frames),
+            f"{prefix}.frames",
+            f"must be odd counts >= 3 (a middle frame must exist), got {list(self.frames)}",
+        )
+        for name in ("extent_px", "rotation_deg", "noise_std"):
+            lo, hi = getattr(self, name)
+            require(0.0 <= lo <= hi, f"{prefix}.{name}", f"must be (min, max) with 0 <= min <= max, got {[lo, hi]}")
+        require(0.0 <= self.momentum < 1.0, f"{prefix}.momentum", f"must be in [0, 1), got {self.momentum}")
+        require(self.gamma > 0, f"{prefix}.gamma", f"must be > 0, got {self.gamma}")
+        require(self.min_crop_std >= 0, f"{prefix}.min_crop_std", f"must be >= 0, got {self.min_crop_std}")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """``conf/dataset/<name>.yaml``. The folder is ``<paths.data>/<name>`` (``benchmark.core.layout``).
+
+    Attributes:
+        name: The dataset's key (conf file, folder, stage and table names).
+        val_count: The last ``val_count`` training pairs by name are the validation split (never the test split).
+        protocol: How its test split is scored.
+        fetch: How a downloadable benchmark is fetched; exactly one of ``fetch`` and ``synth`` is set.
+        synth: How a generated dataset is made.
+    """
+
+    name: str
+    protocol: ScoringProtocol
+    val_count: int = 0
+    fetch: FetchConfig | None = None
+    synth: SynthConfig | None = None
+
+    def check(self, prefix: str) -> None:
+        require(self.val_count >= 0, f"{prefix}.val_count", f"must be >= 0, got {self.val_count}")
+        require(
+            (self.fetch is None) != (self.synth is None),
+            f"{prefix}.fetch",
+            "a dataset is either fetched (fetch:) or generated (synth:); give exactly one of the two",
+        )
+
+
+# --- train -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: OptimizerName
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def check(self, prefix: str) -> None:
+        _positive(self, prefix, "lr", "eps")
+        require(all(0 <= b < 1 for b in self.betas), f"{prefix}.betas", f"must lie in [0, 1), got {self.betas}")
+        require(self.weight_decay >= 0, f"{prefix}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    name: SchedulerName
+    step_epochs: int = 500
+    gamma: float = 0.5
+    min_lr: float = 0.0
+    warmup_epochs: int = 0
+
+    def check(self, prefix: str) -> None:
+        _positive(self, prefix, "step_epochs")
+        require(0 < self.gamma <= 1, f"{prefix}.gamma", f"must lie in (0, 1], got {self.gamma}")
+        require(self.min_lr >= 0, f"{prefix}.min_lr", f"must be >= 0, got {self.min_lr}")
+        require(self.warmup_epochs >= 0, f"{prefix}.warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``conf/train/<profile>.yaml``. Fields marked *execution* say how a run executes, not what it learns: they stay
+    as set under ``recipe=published``, are left out of the checkpoint fingerprint and of the train stages' inputs
+    (a run resumes, and a stage is not re-run, under new values of them). ``cache`` serves bit-identical pixels;
+    ``compile`` runs the same graph through ``torch.compile``."""
+
+    profile: str
+    epochs: int
+    max_steps: int | None
+    batch_size: int
+    crop_size: int
+    optimizer: OptimizerConfig
+    scheduler: SchedulerConfig
+    checkpoint_every: int = field(metadata=_EXECUTION)
+    val_every: int = field(metadata=_EXECUTION)
+    log_every: int = field(metadata=_EXECUTION)
+    num_workers: int = field(default=0, metadata=_EXECUTION)
+    device: str = field(default="auto", metadata=_EXECUTION)
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = field(default=False, metadata=_EXECUTION)
+    cache: bool = field(default=False, metadata=_EXECUTION)
+    resume: Literal["auto"] | bool = field(default="auto", metadata=_EXECUTION)
+    augment: Augment = "flips"
+
+    def check(self, prefix: str) -> None:
+        _positive(self, prefix, "epochs", "batch_size", "crop_size", "checkpoint_every", "val_every", "log_every")
+        require(
+            self.max_steps is None or self.max_steps > 0,
+            f"{prefix}.max_steps",
+            f"must be null or > 0, got {self.max_steps}",
+        )
+        require(self.num_workers >= 0, f"{prefix}.num_workers", f"must be >= 0, got {self.num_workers}")
+        require(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            f"{prefix}.device",
+            f"must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
+
+
+EXECUTION_TRAIN_KEYS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("execution")
+)
+"""``train`` keys that say how a run executes, not what it learns (see :class:`TrainConfig`)."""
+
+
+# --- eval, tracking, pipeline, figures, paths ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TLCWindowConfig:
+    """``eval.tlc_window``: the window of TLC's local statistics, ``base_ratio`` x the training crop.
+
+    Attributes:
+        base_ratio: 1.5 in TLC's experiments (Chu et al. 2022).
+        train_size: The training crop (H = W) the window scales from; ``None`` = the release's ``train_size`` for
+            released weights, else the ``train.crop_size`` recorded in the checkpoint.
+    """
+
+    base_ratio: float = 1.5
+    train_size: int | None = None
+
+    def check(self, prefix: str) -> None:
+        require(self.base_ratio >= 1, f"{prefix}.base_ratio", f"must be >= 1, got {self.base_ratio}")
+        require(
+            self.train_size is None or self.train_size > 0,
+            f"{prefix}.train_size",
+            f"must be null or > 0, got {self.train_size}",
+        )
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 1
+    device: str = "auto"
+    tlc_window: TLCWindowConfig = field(default_factory=TLCWindowConfig)
+
+    def check(self, prefix: str) -> None:
+        _positive(self, prefix, "batch_size")
+        require(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            f"{prefix}.device",
+            f"must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow: ``uri`` null = ``sqlite:///<repo>/mlflow.db``; the ``MLFLOW_TRACKING_URI`` environment variable wins."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "msfs-bench"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What ``dvc repro`` runs: ``fetch@<dataset>``, ``train@<model>-<train dataset>``,
+    ``evaluate@<model>-<train dataset>-<test dataset>`` (plain and TLC) for every combination, then report and figures.
+    """
+
+    models: tuple[str, ...]
+    train_datasets: tuple[str, ...]
+    datasets: tuple[str, ...]
+
+    def check(self, prefix: str) -> None:
+        for name in ("models", "train_datasets", "datasets"):
+            items = getattr(self, name)
+            require(len(set(items)) == len(items), f"{prefix}.{name}", f"lists an item twice: {list(items)}")
+        missing = [d for d in self.train_datasets if d not in self.datasets]
+        require(
+            not missing,
+            f"{prefix}.train_datasets",
+            f"{missing} must also be in {prefix}.datasets (fetched, and scored on their own test split)",
+        )
+
+
+@dataclass(frozen=True)
+class FiguresConfig:
+    """The figures stage: Figs. 1 and 6 (entropy of low/high frequencies), 5 and 7 (visual grids).
+
+    Attributes:
+        model: The pipeline model whose outputs Fig. 6 compares with the sharp images.
+        sigma: Gaussian low-pass (px): LF = low-pass, HF = image - low-pass.
+        crop: Side of the crop shown in the visual comparisons.
+        image: Test image of the visual comparisons (``None``: the first by name).
+    """
+
+    model: str
+    sigma: float = 2.0
+    crop: int = 96
+    image: str | None = None
+
+    def check(self, prefix: str) -> None:
+        _positive(self, prefix, "sigma", "crop")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where the harness reads and writes; relative paths are relative to the repository root. Every path below these
+    roots is spelled once, in ``benchmark.core.layout``."""
+
+    data: str = "data"
+    checkpoints: str = "checkpoints"
+    results: str = "results"
+    cache: str = "cache"

@@ -1,0 +1,147 @@
+"""One evaluation: a configured model with its weights, plain or TLC, scored on a test split; its record and run.
+
+The scoring itself is ``benchmark.scoring.loop.score_model`` (pure, no I/O). Here: the weights (any release format,
+``benchmark.weights``), the TLC conversion and where its window comes from, the record, the files and the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from pathlib import Path
+
+import torch
+
+from benchmark.core.config import RunConfig
+from benchmark.core.device import select_device
+from benchmark.core.hashing import sha256_file
+from benchmark.core.tracking import git_state, start_run
+from benchmark.data.dataset import PairedDataset
+from benchmark.data.identity import read_identity
+from benchmark.evaluation.records import EvalRecord, TLCWindow, write_record
+from benchmark.evaluation.tlc import count_local_layers, to_local
+from benchmark.scoring.loop import score_model
+from benchmark.scoring.stats import bootstrap_ci
+from benchmark.weights.resolve import Weights, build_model, load_weights, resolve_weights
+from models import DeblurModel
+
+NOT_APPLICABLE = "no global-statistics layer (AdaptiveAvgPool2d/InstanceNorm2d)"
+
+
+def tlc_train_size(run: RunConfig, weights: Weights) -> tuple[int, str]:
+    """The training crop the TLC window is scaled from, and where that number came from.
+
+    In order: ``eval.tlc_window.train_size``; the release's ``train_size`` for released weights; the
+    ``train.crop_size`` recorded in a checkpoint this harness trained; the current ``train.crop_size``.
+    """
+    if run.eval.tlc_window.train_size:
+        return run.eval.tlc_window.train_size, "eval.tlc_window.train_size"
+    if weights.kind == "release" and run.model.release is not None:
+        return run.model.release.train_size, f"conf/model/{run.model.name}.yaml release.train_size"
+    if weights.path is not None:
+        try:
+            saved = torch.load(weights.path, map_location="cpu", weights_only=True)
+        except Exception:  # unreadable files were already reported by load_weights
+            saved = None
+        crop = saved.get("config", {}).get("train", {}).get("crop_size") if isinstance(saved, dict) else None
+        if isinstance(crop, int):
+            return crop, f"{run.layout.display(weights.path)} (train.crop_size it was trained with)"
+    return run.train.crop_size, "train.crop_size"
+
+
+def convert(model: DeblurModel, run: RunConfig, weights: Weights) -> tuple[torch.nn.Module, TLCWindow]:
+    """The TLC-converted copy of ``model`` and its window (``layers`` = 0: TLC changes nothing in it)."""
+    size, source = tlc_train_size(run, weights)
+    ratio = run.eval.tlc_window.base_ratio
+    local = to_local(model, (size, size), base_ratio=ratio)
+    return local, TLCWindow(size, source, ratio, count_local_layers(local))
+
+
+def _header(run: RunConfig, weights: Weights, tlc: bool) -> EvalRecord:
+    """The record's fields known before scoring."""
+    protocol = run.dataset.protocol
+    return EvalRecord(
+        model=run.model.name,
+        row=f"{run.model.name}-Local" if tlc else run.model.name,
+        dataset=run.dataset.name,
+        train_dataset=weights.train_dataset,
+        weights=weights.kind,
+        tlc=tlc,
+        checkpoint=run.layout.display(weights.path) if weights.path else None,
+        checkpoint_sha256=sha256_file(weights.path) if weights.path else None,
+        protocol=protocol,
+        protocol_text=protocol.describe(),
+    )
+
+
+def evaluate_run(run: RunConfig, *, tlc: bool) -> EvalRecord:
+    """Evaluate one (model, weights, dataset, TLC) combination; write its record and CSV and one MLflow run.
+
+    Raises:
+        ConfigError, CheckpointError, DatasetError, AlignmentError: bad key, weights or data, naming what to fix.
+    """
+    device = select_device(run.eval.device, key="eval.device")
+    layout = run.layout
+    model = build_model(run.model)
+    weights = resolve_weights(
+        run.model,
+        layout,
+        checkpoint=run.checkpoint,
+        train_dataset=run.weights_train_dataset,
+        has_parameters=len(model.state_dict()) > 0,
+    )
+    load_weights(model, weights)
+    path = layout.record(weights.results_source, run.dataset.name, run.model.name, tlc)
+    record = _header(run, weights, tlc)
+    if tlc:
+        model, window = convert(model, run, weights)
+        record = dataclasses.replace(record, tlc_window=window)
+        if window.layers == 0:
+            # TLC changes nothing in a model without global statistics: record that instead of a duplicate row.
+            record = dataclasses.replace(record, applicable=False, reason=NOT_APPLICABLE)
+            write_record(record, path)
+            return record
+    return _score_and_record(run, model.to(device), record, path, device)
+
+
+def _score_and_record(
+    run: RunConfig, model: torch.nn.Module, record: EvalRecord, path: Path, device: torch.device
+) -> EvalRecord:
+    layout = run.layout
+    identity = read_identity(layout.dataset(run.dataset.name), run.dataset.name)
+    test_set = PairedDataset(layout.dataset(run.dataset.name), "test", crop_size=None, augment="none")
+    loader = torch.utils.data.DataLoader(test_set, batch_size=run.eval.batch_size, shuffle=False)
+    tags = {
+        "kind": "evaluate",
+        "model": record.model,
+        "dataset": record.dataset,
+        "train_dataset": record.train_dataset,
+        "profile": "release" if record.weights == "release" else run.train.profile,
+        "tlc": str(record.tlc).lower(),
+        "dataset_hash": identity.sha256,
+        "protocol": record.protocol_text,
+        "ssim_variant": record.protocol.ssim_variant,
+    }
+    with start_run(run.tracking, run_name=f"evaluate/{record.row}/{record.dataset}", tags=tags) as tracked:
+        scores = score_model(model, loader, run.dataset.protocol, device=device)
+        record = dataclasses.replace(
+            record,
+            names=scores.names,
+            means=scores.means,
+            scores=scores.values,
+            intervals={k: bootstrap_ci(v) for k, v in scores.values.items()},
+            seconds=round(scores.seconds, 3),
+            mlflow_run_id=tracked.run_id,
+            provenance={
+                **git_state(layout.root),
+                "dataset_sha256": identity.sha256,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+        )
+        write_record(record, path)
+        tracked.log_params(run.to_dict())
+        tracked.log_metrics({f"test/{record.dataset}/{k}": v for k, v in record.means.items()})
+        tracked.log_artifact(path.with_suffix(".csv"), "per_image")
+        tracked.log_artifact(path, "results")
+    return record

@@ -1,0 +1,41 @@
+"""The report stage: every table from the records, ``<results>/tables/``, and one MLflow run holding them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmark.core import atomic
+from benchmark.core.config import RunConfig, dataset_config
+from benchmark.core.tracking import start_run
+from benchmark.reporting.complexity_table import render_complexity_table
+from benchmark.reporting.paper_tables import render_paper_tables
+from benchmark.reporting.tables import load_pipeline_records, render_results_table
+
+
+def run_report(run: RunConfig) -> list[Path]:
+    """Render the pipeline's tables (one per training set), the paper's Tables 1-3 and the complexity table; returns
+    the written paths."""
+    layout = run.layout
+    written = []
+    recipe = f"profile `{run.train.profile}`" if run.recipe == "common" else "each model's published recipe"
+    for train in run.pipeline.train_datasets:
+        records = load_pipeline_records(layout, run.pipeline.models, train, run.pipeline.datasets)
+        path = layout.tables / f"{train}.md"
+        atomic.write_text(path, render_results_table(records, title=f"Models trained on {train} ({recipe})"))
+        written.append(path)
+    # The paper's tables: every reported number, with the reproduced one beside it where a record exists.
+    for name, text in render_paper_tables(layout, lambda test: dataset_config(run, test).protocol).items():
+        atomic.write_text(layout.tables / name, text)
+        written.append(layout.tables / name)
+    # The complexity table is measured by `python -m benchmark.complexity` (minutes; not a stage) and re-rendered
+    # here from its JSON records, because this stage owns results/tables/.
+    measured = sorted(layout.complexity.glob("*.json"))
+    if measured:
+        path = layout.tables / "complexity.md"
+        atomic.write_text(path, render_complexity_table([json.loads(p.read_text()) for p in measured]))
+        written.append(path)
+    with start_run(run.tracking, run_name="report", tags={"kind": "report", "profile": run.train.profile}) as tracked:
+        for path in written:
+            tracked.log_artifact(path, "tables")
+    return written

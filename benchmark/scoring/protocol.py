@@ -1,0 +1,31 @@
+"""One restored batch scored under a dataset's protocol (quantisation, border crop, SSIM variants, alignment)."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.core.sections import ScoringProtocol
+from benchmark.scoring.metrics import psnr, quantize_uint8, ssim
+from benchmark.scoring.realblur import realblur_scores
+
+
+def score(pred: torch.Tensor, gt: torch.Tensor, protocol: ScoringProtocol) -> dict[str, torch.Tensor]:
+    """Per-image scores of a restored batch under ``protocol``; inputs (N, 3, H, W) in [0, 1], outputs (N,) each.
+
+    Keys: ``protocol.metrics``: ``psnr``, ``ssim`` (the protocol's ``ssim_variant``), and ``ssim_<variant>`` for every
+    extra variant. Under ``align: ecc`` both come from ``realblur_scores`` (RealBlur's aligned, masked protocol).
+    """
+    pred = quantize_uint8(pred) if protocol.quantize == "uint8" else pred.clamp(0, 1)
+    if protocol.align == "ecc":
+        pairs = [realblur_scores(p, g) for p, g in zip(pred, gt, strict=True)]
+        return {
+            "psnr": torch.tensor([p for p, _ in pairs], dtype=torch.float64),
+            "ssim": torch.tensor([s for _, s in pairs], dtype=torch.float64),
+        }
+    if protocol.crop_border:
+        b = protocol.crop_border
+        pred, gt = pred[..., b:-b, b:-b], gt[..., b:-b, b:-b]
+    scores = {"psnr": psnr(pred, gt), "ssim": ssim(pred, gt, variant=protocol.ssim_variant)}
+    for variant in protocol.extra_ssim_variants:
+        scores[f"ssim_{variant}"] = ssim(pred, gt, variant=variant)
+    return scores
