@@ -23,7 +23,7 @@ from PIL import Image
 import benchmark.core.atomic as atomic
 from benchmark.core.config import load_config
 from benchmark.core.hashing import sha256_file
-from benchmark.core.layout import Layout
+from benchmark.core.layout import FETCH_MANIFEST, IDENTITY_RECORD, Layout
 from benchmark.core.sections import DatasetConfig, FetchConfig, PathsConfig, ScoringProtocol
 from benchmark.data.archives import safe_extract
 from benchmark.data.decode import read_rgb
@@ -207,7 +207,7 @@ def test_download_verify_extract_and_normalise_gopro(server: _Server, tmp_path: 
     identity = read_identity(data, "gopro")
     assert (identity.dataset, identity.made_by) == ("gopro", "fetch")
     assert identity.sha256 == content_hash(data) and len(identity.files) == 2 * (4 + 2)
-    manifest = json.loads((data / "fetch.json").read_text())
+    manifest = json.loads((data / FETCH_MANIFEST).read_text())
     assert manifest == {
         "dataset": "gopro",
         "archive": "GOPRO_Large.zip",
@@ -400,7 +400,7 @@ def test_wrong_count_names_the_dataset_and_keeps_the_old_dataset(tmp_path: Path)
     wrong = FetchConfig(archive="GOPRO_Large.zip", urls=(), layout="gopro", counts={"train": 2103, "test": 1111})
     with pytest.raises(FetchError, match=r"gopro: 4 train pairs in the archive, expected 2103"):
         _fetch(wrong, tmp_path, archive=archive)
-    assert _tree(target) == before  # every file, its bytes and its mtime, identity.json included
+    assert _tree(target) == before  # every file, its bytes and its mtime, dataset_identity.json included
     assert read_identity(target, "gopro") == identity
     assert _leftovers(tmp_path / "data") == []  # no .gopro.building-* folder
 
@@ -424,7 +424,7 @@ def test_failed_swap_keeps_the_old_dataset_and_leaves_no_build_folder(
 
     def failing_swap(built: Path, destination: Path) -> None:
         swaps.append(built)
-        assert built.parent.name.startswith(".gopro.building-") and (built / "identity.json").is_file()
+        assert built.parent.name.startswith(".gopro.building-") and (built / IDENTITY_RECORD).is_file()
         raise OSError("disk went away")
 
     monkeypatch.setattr(atomic, "replace_dir", failing_swap)

@@ -14,7 +14,7 @@ def test_the_default_layout_is_the_documented_tree() -> None:
     layout = Layout(PathsConfig())
     assert layout.root == project_root() == REPO
     assert layout.dataset("gopro") == REPO / "data" / "gopro"
-    assert layout.identity_record("gopro") == REPO / "data" / "gopro" / "identity.json"
+    assert layout.identity_record("gopro") == REPO / "data" / "gopro" / "dataset_identity.json"
     assert layout.archive("GOPRO_Large.zip") == REPO / "data" / "external" / "archives" / "GOPRO_Large.zip"
     assert layout.release_weights("msfsnet", "model.pkl") == REPO / "data/external/checkpoints/msfsnet/model.pkl"
     assert layout.cache("gopro") == REPO / "cache" / "gopro"

@@ -17,7 +17,7 @@ from PIL import Image
 
 from benchmark.core.config import load_config
 from benchmark.core.errors import ConfigError
-from benchmark.core.layout import Layout
+from benchmark.core.layout import IDENTITY_RECORD, SYNTH_MANIFEST, Layout
 from benchmark.core.schema import build, to_plain
 from benchmark.core.sections import PathsConfig, SynthConfig
 from benchmark.data.errors import SynthError
@@ -61,7 +61,7 @@ def test_same_params_give_byte_identical_files(small: tuple[Path, dict], tmp_pat
     root, _ = small
     again = tmp_path / "again" / "synthblur"
     generate_synthblur(again, SMALL)
-    # identity.json records modification times, which differ between two runs; everything else is byte-identical,
+    # The identity record holds modification times, which differ between two runs; everything else is byte-identical,
     # and so is the content hash it records.
     assert _files(again).keys() == _files(root).keys()
     assert _files(again, skip=RECORD) == _files(root, skip=RECORD)
@@ -79,7 +79,7 @@ def test_layout_names_and_image_format(small: tuple[Path, dict]) -> None:
         "train": ["brick_0", "brick_1", "camera_0", "camera_1"],
         "test": ["chelsea_0", "chelsea_1"],
     }
-    assert sorted(p.name for p in root.iterdir()) == ["identity.json", "synth.json", "test", "train"]
+    assert sorted(p.name for p in root.iterdir()) == sorted([IDENTITY_RECORD, SYNTH_MANIFEST, "test", "train"])
     for split, names in expected.items():
         for sub in ("blur", "sharp"):
             assert sorted(p.stem for p in (root / split / sub).iterdir()) == names
@@ -148,7 +148,7 @@ def test_sharp_is_the_unwarped_middle_frame(tmp_path: Path) -> None:
 
 def test_synth_json_records_params_versions_and_trajectories(small: tuple[Path, dict]) -> None:
     root, manifest = small
-    written = json.loads((root / "synth.json").read_text())
+    written = json.loads((root / SYNTH_MANIFEST).read_text())
     assert written == manifest
     assert written["params"] == to_plain(SMALL)
     assert build(SynthConfig, written["params"], "dataset.synth") == SMALL
@@ -269,7 +269,7 @@ def test_command_line_reads_the_dataset_config(tmp_path: Path) -> None:
     assert sorted(p.name for p in (root / "test" / "sharp").iterdir()) == ["chelsea_0.png"]
     assert sorted(p.name for p in (root / "train" / "blur").iterdir()) == ["brick_0.png"]
     expected = dataclasses.replace(SMALL, train_photos=("brick",), train_crops_per_photo=1, test_crops_per_photo=1)
-    assert json.loads((root / "synth.json").read_text())["params"] == to_plain(expected)
+    assert json.loads((root / SYNTH_MANIFEST).read_text())["params"] == to_plain(expected)
     identity = read_identity(root, "synthblur")
     assert identity.made_by == "synth" and identity.sha256 == content_hash(root) and len(identity.files) == 4
     assert sorted(p.name for p in data.iterdir()) == ["synthblur"]  # no build folder left

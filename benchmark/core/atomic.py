@@ -29,11 +29,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> os.stat_result:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then rename it to ``path``.
 
     If ``write`` raises (or the process is interrupted), the temporary file is removed and ``path`` keeps its
-    previous content.
+    previous content. Returns the written file's status, taken before the rename (which keeps inode, size and
+    modification time): it identifies this very file even if another process replaces ``path`` right after.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,19 +45,21 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+            written = os.fstat(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return written
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+def write_bytes(path: Path, data: bytes) -> os.stat_result:
+    return atomic_write(path, lambda f: f.write(data))
 
 
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: Path, text: str) -> os.stat_result:
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -242,10 +242,11 @@ def _first_difference(a: Any, b: Any, key: str) -> str | None:
     return None if a == b else key
 
 
-def _conf_file(group: str, name: object, path: Path) -> dict[str, Any]:
+def _conf_file(group: str, name: object, source: str | None = None) -> dict[str, Any]:
+    """``conf/<group>/<name>.yaml`` as composed; a name without a file is an error naming ``<group>.name``."""
     if not isinstance(name, str) or not (CONF_DIR / group / f"{name}.yaml").is_file():
         known = ", ".join(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")))
-        raise ConfigError(f"{name!r} has no conf/{group}/ file; known: {known}", key=f"{group}.name", source=str(path))
+        raise ConfigError(f"{name!r} has no conf/{group}/ file; known: {known}", key=f"{group}.name", source=source)
     return _plain(compose([f"{group}={name}"])[group])
 
 
@@ -258,7 +259,7 @@ def _check_selected_edits(params: dict[str, Any], path: Path) -> None:
             continue
         edited = params[section]
         name = edited.get("name") if isinstance(edited, Mapping) else None
-        changed = _first_difference(edited, _conf_file(section, name, path), section)
+        changed = _first_difference(edited, _conf_file(section, name, str(path)), section)
         if changed and name not in runs[section]:
             raise ConfigError(
                 f"params.yaml changes {section} {name!r}, which no stage runs (it is not in pipeline."
@@ -273,10 +274,10 @@ def _check_published_train(params: dict[str, Any], path: Path) -> None:
     train = params.get("train")
     if params.get("recipe") != "published" or not isinstance(train, Mapping):
         return
-    profile = train.get("profile")
-    if not isinstance(profile, str) or not (CONF_DIR / "train" / f"{profile}.yaml").is_file():
-        raise ConfigError(f"no conf/train/{profile}.yaml", key="train.profile", source=str(path))
-    conf = _plain(compose([f"train={profile}"]).train)
+    try:
+        conf = _conf_file("train", train.get("profile"), str(path))
+    except ConfigError as err:
+        raise ConfigError(err.message, key="train.profile", source=str(path)) from None
     for key in sorted(set(train) | set(conf)):
         if key in EXECUTION_TRAIN_KEYS:
             continue
@@ -385,7 +386,7 @@ def resolve_recipe(run: RunConfig) -> RunConfig:
             f"conf/model/{run.model.name}.yaml or use recipe=common",
             key="model.recipe",
         )
-    published = _plain(compose([f"train={profile}"]).train)
+    published = _conf_file("train", profile)
     for key in EXECUTION_TRAIN_KEYS:
         published[key] = getattr(run.train, key)
     try:
@@ -407,10 +408,8 @@ def dataset_config(run: RunConfig, name: str) -> DatasetConfig:
 
 
 def _conf_section(cls: type, group: str, name: str) -> Any:
-    if not (CONF_DIR / group / f"{name}.yaml").is_file():
-        known = ", ".join(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")))
-        raise ConfigError(f"no conf/{group}/{name}.yaml; known: {known}", key=f"{group}.name")
+    plain = _conf_file(group, name)
     try:
-        return build(cls, _plain(compose([f"{group}={name}"])[group]), group)
+        return build(cls, plain, group)
     except ConfigError as err:
         raise err.with_source(f"conf/{group}/{name}.yaml") from None

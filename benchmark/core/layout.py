@@ -3,7 +3,7 @@
 Relative ``paths.*`` are relative to the repository root, so a command behaves the same from any working directory::
 
     <paths.data>/<dataset>/{train,test}/{blur,sharp}/<name>.png   a dataset, normalised (fetch / synth)
-    <paths.data>/<dataset>/identity.json                           its identity record (benchmark.data.identity)
+    <paths.data>/<dataset>/dataset_identity.json                   its identity record (benchmark.data.identity)
     <paths.data>/external/archives/<archive>                       hand-placed or downloaded archives (data.dvc)
     <paths.data>/external/checkpoints/<model>/<file>               the authors' released weights (data.dvc)
     <paths.checkpoints>/<model>-<train dataset>/{last,final}.pt    training state and trained weights
@@ -54,6 +54,14 @@ def experiment_home(root: Path | None = None) -> Path:
 CONF_DIR = project_root() / "conf"
 """The single source of configuration (Hydra)."""
 
+IDENTITY_RECORD = "dataset_identity.json"
+"""A dataset folder's identity record (``benchmark.data.identity``); ``.dvcignore`` leaves it out of the folder's DVC
+hash, since it holds modification times."""
+SYNTH_MANIFEST = "synth.json"
+"""A generated dataset's parameters and per-image trajectories (``benchmark.data.synth``)."""
+FETCH_MANIFEST = "fetch.json"
+"""A fetched dataset's archive, its SHA-256 and the pair counts (``benchmark.data.fetch``)."""
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -83,7 +91,7 @@ class Layout:
         return self.data / name
 
     def identity_record(self, dataset: str) -> Path:
-        return self.dataset(dataset) / "identity.json"
+        return self.dataset(dataset) / IDENTITY_RECORD
 
     def archive(self, file: str) -> Path:
         return self.data / "external" / "archives" / file

@@ -17,12 +17,10 @@ An entry whose source changed, or whose files are missing, damaged or inconsiste
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import random
-import secrets
 import shutil
 import time
 from collections.abc import Sequence
@@ -32,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.core import atomic
 from benchmark.data.decode import read_rgb
 from benchmark.data.errors import DatasetError
 from benchmark.data.pairs import Pair
@@ -134,11 +133,6 @@ def _entry_is_valid(npy: Path, sidecar: Path, source_stamp: dict[str, Any], shap
     return record == _entry_record(source_stamp, shape, npy_stat) and _npy_is_whole(npy, shape)
 
 
-def _temp_path(target: Path) -> Path:
-    """A fresh temporary name next to ``target``: hidden (leading dot), with the pid and a random token."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
 def _unwritable(folder: Path, error: OSError) -> DatasetError:
     return DatasetError(
         f"{folder}: cannot write the decode cache there ({error}); make the folder writable or free disk space, "
@@ -149,11 +143,10 @@ def _unwritable(folder: Path, error: OSError) -> DatasetError:
 def _write_entry(source: Path, npy: Path, sidecar: Path, shape: tuple[int, int, int]) -> tuple[dict[str, Any], int]:
     """Decodes ``source`` into the entry (``npy``, ``sidecar``); returns the source stamp and the bytes written.
 
-    Each file is written under a temporary name in its own folder and then renamed over the target with
-    ``os.replace``, which is atomic on POSIX: concurrent readers and builders see the old file or the new one, never
-    a partial one. A cache file is never modified in place, which also matters to readers: a file truncated under a
-    memory map kills the reading process with SIGBUS, while a replaced one stays mapped as it was. No fsync: after a
-    crash, a short or empty file fails the size check and is decoded again.
+    Each file is written by ``benchmark.core.atomic`` (a temporary name in its own folder, fsync, then ``os.replace``,
+    atomic on POSIX): concurrent readers and builders see the old file or the new one, never a partial one. A cache
+    file is never modified in place, which also matters to readers: a file truncated under a memory map kills the
+    reading process with SIGBUS, while a replaced one stays mapped as it was.
     """
     # Stamp before decoding: a source rewritten while being decoded then mismatches its stamp and is decoded again.
     stamp = _source_stamp(source)
@@ -163,21 +156,13 @@ def _write_entry(source: Path, npy: Path, sidecar: Path, shape: tuple[int, int, 
             f"{source}: decoded size {image.shape[0]}x{image.shape[1]} (HxW) differs from the size listed when the "
             f"dataset was opened ({shape[0]}x{shape[1]}); the file changed meanwhile, open the dataset again"
         )
-    npy_temp, sidecar_temp = _temp_path(npy), _temp_path(sidecar)
     try:
-        with open(npy_temp, "xb") as handle:
-            np.save(handle, image, allow_pickle=False)
-        npy_stat = os.stat(npy_temp)  # rename keeps the inode and mtime, so this identifies the file once renamed
-        os.replace(npy_temp, npy)
-        with open(sidecar_temp, "x", encoding="utf-8") as handle:
-            json.dump(_entry_record(stamp, shape, npy_stat), handle, sort_keys=True)
-        os.replace(sidecar_temp, sidecar)
+        # The status of the file as written, before its rename: what the sidecar must describe, even if a concurrent
+        # builder replaces the .npy right after.
+        npy_stat = atomic.atomic_write(npy, lambda handle: np.save(handle, image, allow_pickle=False))
+        atomic.write_text(sidecar, json.dumps(_entry_record(stamp, shape, npy_stat), sort_keys=True))
     except OSError as error:
         raise _unwritable(npy.parent, error) from error
-    finally:
-        for temp in (npy_temp, sidecar_temp):
-            with contextlib.suppress(OSError):
-                temp.unlink(missing_ok=True)  # only left over after a failure; a renamed temp is already gone
     return stamp, npy_stat.st_size
 
 
@@ -319,7 +304,7 @@ def build_cache(pairs: Sequence[Pair], cache: Path, split: str) -> DecodeCache:
     ``.npy`` file's inode, size and mtime. An entry is valid when all of these match and the ``.npy`` header
     describes a complete array; anything else (a changed source, a missing, truncated or foreign ``.npy``, a
     garbled sidecar) is a miss, decoded again without a message. Files are written under hidden temporary names
-    (``.<file>.<pid>.<token>.tmp``) and renamed into place atomically, so several processes may build the same cache
+    (``.<file>.<random>.tmp``) and renamed into place atomically, so several processes may build the same cache
     at once and none reads a partial file; temporary files older than an hour (left by killed builders) are deleted.
 
     Args:

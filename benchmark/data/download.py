@@ -30,6 +30,8 @@ def download(url: str, dest: Path, *, timeout: float = 60.0, progress: bool = Tr
         FetchError: the server failed, answered with an HTML page, or the transfer ended short (the ``.part`` file is
             kept for the next attempt).
     """
+    # Not benchmark.core.atomic: the partial file must outlive an interruption so that the next call resumes it;
+    # only the final rename makes ``dest`` appear, whole.
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0

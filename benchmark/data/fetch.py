@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmark.core import atomic
 from benchmark.core.hashing import sha256_file
-from benchmark.core.layout import Layout
+from benchmark.core.layout import FETCH_MANIFEST, Layout
 from benchmark.core.sections import DatasetConfig, FetchConfig
 from benchmark.data.archives import safe_extract
 from benchmark.data.download import obtain_archive
@@ -109,7 +109,7 @@ def fetch_archive(
         built = work / "dataset"
         counts = normalise(work / "extracted", spec, built, dataset)
         manifest = {"dataset": dataset, "archive": spec.archive, "counts": counts, "sha256": sha}
-        atomic.write_json(built / "fetch.json", manifest)
+        atomic.write_json(built / FETCH_MANIFEST, manifest)
         record_identity(built, dataset, "fetch")
         atomic.replace_dir(built, target)
     finally:

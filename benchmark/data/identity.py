@@ -1,11 +1,11 @@
 """The dataset identity: a content hash recorded once, when ``fetch``/``synth`` builds the folder, then read back.
 
 Hashing every byte of GoPro on every stage and every DDP rank costs gigabytes of reads per stage. Instead the builder
-writes ``<dataset>/identity.json``: the SHA-256 of the image files (:func:`content_hash`, the MLflow ``dataset_hash``
-tag and part of the checkpoint fingerprint) and each image file's size and modification time. :func:`read_identity`
-compares those with the folder as it is now (a stat per file, no reads) and refuses a folder that no longer matches,
-naming the first file that differs. ``python -m benchmark.fetch dataset=<name> rehash=true`` hashes the folder again
-and records what it holds now (after changing files on purpose).
+writes the folder's identity record (``benchmark.core.layout.IDENTITY_RECORD``): the SHA-256 of the image files
+(:func:`content_hash`, the MLflow ``dataset_hash`` tag and part of the checkpoint fingerprint) and each image file's
+size and modification time. :func:`read_identity` compares those with the folder as it is now (a stat per file, no
+reads) and refuses a folder that no longer matches, naming the first file that differs. ``python -m benchmark.fetch
+dataset=<name> rehash=true`` hashes the folder again and records what it holds now (after changing files on purpose).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pathlib import Path
 
 from benchmark.core import atomic
 from benchmark.core.hashing import sha256_file
+from benchmark.core.layout import IDENTITY_RECORD
 from benchmark.data.decode import IMAGE_SUFFIXES
 from benchmark.data.errors import DatasetError
 
 FORMAT = "msfs-bench/dataset-identity/1"
-RECORD = "identity.json"
+RECORD = IDENTITY_RECORD
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _stats(root: Path, files: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def record_identity(root: Path, dataset: str, made_by: str) -> Identity:
-    """Hash ``root`` (every byte) and write ``root/identity.json``; call it on the complete folder, before it is moved
+    """Hash ``root`` (every byte) and write its identity record; call it on the complete folder, before it is moved
     into place (a rename keeps sizes and modification times)."""
     root = Path(root)
     sha = content_hash(root)

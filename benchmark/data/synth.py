@@ -41,6 +41,7 @@ from skimage.transform import resize, warp
 
 from benchmark.core import atomic
 from benchmark.core.hashing import sha256_bytes
+from benchmark.core.layout import SYNTH_MANIFEST
 from benchmark.core.schema import to_plain
 from benchmark.core.sections import SynthConfig
 from benchmark.data.errors import SynthError
@@ -300,7 +301,7 @@ def _build(folder: Path, params: SynthConfig) -> dict[str, Any]:
         "images": images,
     }
     # No timestamp or timing in the file: the same params must give a byte-identical dataset.
-    (folder / "synth.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / SYNTH_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
 
 
@@ -312,7 +313,7 @@ def generate_synthblur(root: Path, params: SynthConfig) -> dict[str, Any]:
     ``root`` untouched or no ``root`` at all, never a partial dataset.
 
     Layout: ``root/{train,test}/{blur,sharp}/<photo>_<k>.png`` (uint8 RGB, ``size`` x ``size``, identical names in
-    ``blur/`` and ``sharp/``), ``root/synth.json`` and ``root/identity.json``.
+    ``blur/`` and ``sharp/``), ``root/synth.json`` and the identity record (``benchmark.data.identity``).
 
     Args:
         root: Target folder, e.g. ``data/synthblur``.

@@ -116,7 +116,11 @@ def _protocol_notes(tests: list[str], protocols: dict[str, ScoringProtocol]) -> 
     notes = []
     for t in tests:
         ssim = comparable_ssim(protocols[t])
-        compared = f"; SSIM compared: `{ssim.removeprefix('ssim_')}`" if ssim != "ssim" else ""
+        compared = (
+            f"; SSIM compared: `{ssim.removeprefix('ssim_')}` (MATLAB's ssim, as the reported numbers)"
+            if ssim != "ssim"
+            else ""
+        )
         notes.append(f"{DATASET_TITLES.get(t, t)}: {protocols[t].describe()}{compared}.")
     notes.append("`-Local` rows: TLC (Chu et al. 2022), exact local box means, window 1.5 x the training crop.")
     return notes

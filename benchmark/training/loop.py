@@ -130,13 +130,84 @@ def open_data(run: RunConfig, env: distributed.DistEnv) -> TrainData:
     return TrainData(train_set, val_set, steps_per_epoch, total_steps)
 
 
+@dataclass
+class _Session:
+    """What the parts of one training run share: the config, model, data, device, ranks, MLflow run and fingerprint."""
+
+    run: RunConfig
+    model: DeblurModel
+    data: TrainData
+    device: torch.device
+    env: distributed.DistEnv
+    fp: str
+    tracked: TrackedRun | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.run.model.name}-{self.run.dataset.name}"
+
+    @property
+    def last_path(self) -> Path:
+        return self.run.layout.last_checkpoint(self.run.model.name, self.run.dataset.name)
+
+    @property
+    def final_path(self) -> Path:
+        return self.run.layout.final_checkpoint(self.run.model.name, self.run.dataset.name)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.tracked.run_id if self.tracked else None
+
+    def held_out_psnr(self) -> float | None:
+        """Validation PSNR on rank 0 (``None`` elsewhere and without a validation split)."""
+        if self.data.val_set is None:
+            return None
+        return validation_psnr(self.model, self.data.val_set, self.device, self.run.dataset.protocol)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.tracked is not None:
+            self.tracked.log_metrics(metrics, step=step)
+
+    def save_last(self, step: int, optimizer: Any, scheduler: Any) -> None:
+        rng = distributed.all_gather_objects(rng_state())  # a collective: every rank takes part
+        if self.env.is_main:
+            save_last(
+                self.last_path,
+                model=self.model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                rng=rng,
+                step=step,
+                fingerprint=self.fp,
+                config=self.run.to_dict(),
+                mlflow_run_id=self.run_id,
+            )
+
+    def save_final(self, step: int) -> None:
+        if self.env.is_main:
+            save_final(self.final_path, model=self.model, step=step, fingerprint=self.fp, config=self.run.to_dict())
+
+    def result(self, steps: int, resumed_from: int, val_psnr: float | None) -> TrainResult:
+        return TrainResult(
+            self.final_path, self.last_path, steps, resumed_from, val_psnr, self.run_id, self.env.is_main
+        )
+
+    def non_finite(self, err: NonFiniteLossError, step: int) -> NonFiniteLossError:
+        values = ", ".join(f"{k}={v:.4g}" for k, v in err.terms.items())
+        last = self.last_path if self.last_path.exists() else "none yet"
+        return NonFiniteLossError(
+            f"{self.name}: non-finite loss at step {step + 1} ({values}). Nothing was written after the last good "
+            f"checkpoint ({last}). Lower train.optimizer.lr or check the data, then run again (train.resume=auto "
+            "continues from that checkpoint).",
+            err.terms,
+        )
+
+
 def _train(run: RunConfig, env: distributed.DistEnv, device: torch.device) -> TrainResult:
-    layout = run.layout
-    last_path = layout.last_checkpoint(run.model.name, run.dataset.name)
-    final_path = layout.final_checkpoint(run.model.name, run.dataset.name)
+    last_path = run.layout.last_checkpoint(run.model.name, run.dataset.name)
     if env.is_main:
         atomic.remove_stale_temps(last_path.parent)  # of a write that a killed run never finished
-    identity = read_identity(layout.dataset(run.dataset.name), run.dataset.name)
+    identity = read_identity(run.layout.dataset(run.dataset.name), run.dataset.name)
     fp = fingerprint(run, identity.sha256)
     data = open_data(run, env)
 
@@ -156,89 +227,29 @@ def _train(run: RunConfig, env: distributed.DistEnv, device: torch.device) -> Tr
         "parameters": model.num_parameters,
         "world_size": env.world_size,
     }
+    session = _Session(run, model, data, device, env, fp)
     with start_run(
         run.tracking,
-        run_name=f"train/{run.model.name}-{run.dataset.name}",
+        run_name=f"train/{session.name}",
         tags=tags,
         resume_run_id=state.get("mlflow_run_id") if state else None,
         active=env.is_main,
-    ) as tracked:
-        tracked.log_params(run.to_dict())
-        tracked.log_dict(run.to_dict(), "config/resolved.json")
+    ) as session.tracked:
+        session.tracked.log_params(run.to_dict())
+        session.tracked.log_dict(run.to_dict(), "config/resolved.json")
         if not any(p.requires_grad for p in model.parameters()):
-            return _nothing_to_train(run, model, data, device, tracked, fp, final_path, last_path, env)
-        return _fit(run, model, data, device, tracked, fp, state, env)
+            # Nothing to optimise (identity): record the run and an empty checkpoint, so the pipeline stays uniform.
+            val = session.held_out_psnr()
+            if val is not None:
+                session.log({"val/psnr": val}, step=0)
+            session.save_final(0)
+            return session.result(0, 0, val)
+        return _fit(session, state)
 
 
-def _nothing_to_train(
-    run: RunConfig,
-    model: DeblurModel,
-    data: TrainData,
-    device: torch.device,
-    tracked: TrackedRun,
-    fp: str,
-    final_path: Path,
-    last_path: Path,
-    env: distributed.DistEnv,
-) -> TrainResult:
-    """A model without trainable parameters (identity): record the run and an empty checkpoint, so the pipeline
-    stays uniform."""
-    val = validation_psnr(model, data.val_set, device, run.dataset.protocol) if data.val_set else None
-    if val is not None:
-        tracked.log_metrics({"val/psnr": val}, step=0)
-    if env.is_main:
-        save_final(final_path, model=model, step=0, fingerprint=fp, config=run.to_dict())
-    return TrainResult(final_path, last_path, 0, 0, val, tracked.run_id, env.is_main)
-
-
-class _Loop:
-    """The state the loop's parts share: the step, the run's paths and the tracked run."""
-
-    def __init__(self, run: RunConfig, model: DeblurModel, data: TrainData, tracked: TrackedRun, fp: str) -> None:
-        self.run, self.model, self.data, self.tracked, self.fp = run, model, data, tracked, fp
-        layout = run.layout
-        self.last_path = layout.last_checkpoint(run.model.name, run.dataset.name)
-        self.final_path = layout.final_checkpoint(run.model.name, run.dataset.name)
-        self.name = f"{run.model.name}-{run.dataset.name}"
-
-    def save_last(self, step: int, optimizer: Any, scheduler: Any, env: distributed.DistEnv) -> None:
-        rng = distributed.all_gather_objects(rng_state())  # a collective: every rank takes part
-        if env.is_main:
-            save_last(
-                self.last_path,
-                model=self.model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                rng=rng,
-                step=step,
-                fingerprint=self.fp,
-                config=self.run.to_dict(),
-                mlflow_run_id=self.tracked.run_id,
-            )
-
-    def non_finite(self, err: NonFiniteLossError, step: int) -> NonFiniteLossError:
-        values = ", ".join(f"{k}={v:.4g}" for k, v in err.terms.items())
-        last = self.last_path if self.last_path.exists() else "none yet"
-        return NonFiniteLossError(
-            f"{self.name}: non-finite loss at step {step + 1} ({values}). Nothing was written after the last good "
-            f"checkpoint ({last}). Lower train.optimizer.lr or check the data, then run again (train.resume=auto "
-            "continues from that checkpoint).",
-            err.terms,
-        )
-
-
-def _fit(
-    run: RunConfig,
-    model: DeblurModel,
-    data: TrainData,
-    device: torch.device,
-    tracked: TrackedRun,
-    fp: str,
-    state: dict[str, Any] | None,
-    env: distributed.DistEnv,
-) -> TrainResult:
+def _fit(session: _Session, state: dict[str, Any] | None) -> TrainResult:
     """Optimise from the start or from ``state``; then write ``final.pt``."""
-    tcfg, loop = run.train, _Loop(run, model, data, tracked, fp)
+    run, model, data, env, tcfg = session.run, session.model, session.data, session.env, session.run.train
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], tcfg.optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -253,36 +264,38 @@ def _fit(
     step = 0
     if state is not None:
         step = restore(
-            state, model=model, optimizer=optimizer, scheduler=scheduler, env=env, seed=run.seed, path=loop.last_path
+            state, model=model, optimizer=optimizer, scheduler=scheduler, env=env, seed=run.seed, path=session.last_path
         )
         if env.is_main:
-            print(f"[train] resuming {loop.last_path} at step {step}/{data.total_steps}", file=sys.stderr)
+            print(f"[train] resuming {session.last_path} at step {step}/{data.total_steps}", file=sys.stderr)
     resumed_from = step
     runner = training_runner(
-        model, device=device, channels_last=tcfg.channels_last, compile=tcfg.compile, data_parallel=env.distributed
+        model,
+        device=session.device,
+        channels_last=tcfg.channels_last,
+        compile=tcfg.compile,
+        data_parallel=env.distributed,
     )
     train_step = TrainStep(
-        runner, optimizer, scheduler, device=device, bf16=tcfg.bf16, channels_last=tcfg.channels_last
+        runner, optimizer, scheduler, device=session.device, bf16=tcfg.bf16, channels_last=tcfg.channels_last
     )
     model.train()
-    val_psnr = _epochs(loop, train_step, step, device, env)
-    if data.total_steps == resumed_from and data.val_set is not None:
-        val_psnr = validation_psnr(model, data.val_set, device, run.dataset.protocol)
+    val_psnr = _epochs(session, train_step, step)
+    if data.total_steps == resumed_from:
+        val_psnr = session.held_out_psnr()
     model.to(memory_format=torch.contiguous_format)
-    if env.is_main:
-        save_final(loop.final_path, model=model, step=data.total_steps, fingerprint=fp, config=run.to_dict())
+    session.save_final(data.total_steps)
     distributed.barrier()  # no rank returns (and no caller reads final.pt) before it is written
-    tracked.set_tags({"steps": data.total_steps, "resumed_from_step": resumed_from, "world_size": env.world_size})
-    return TrainResult(
-        loop.final_path, loop.last_path, data.total_steps, resumed_from, val_psnr, tracked.run_id, env.is_main
+    assert session.tracked is not None
+    session.tracked.set_tags(
+        {"steps": data.total_steps, "resumed_from_step": resumed_from, "world_size": env.world_size}
     )
+    return session.result(data.total_steps, resumed_from, val_psnr)
 
 
-def _epochs(
-    loop: _Loop, train_step: TrainStep, step: int, device: torch.device, env: distributed.DistEnv
-) -> float | None:
+def _epochs(session: _Session, train_step: TrainStep, step: int) -> float | None:
     """The loop over epochs and steps from ``step`` to the end: log, validate and checkpoint at their intervals."""
-    run, data, tcfg = loop.run, loop.data, loop.run.train
+    run, data, env, tcfg = session.run, session.data, session.env, session.run.train
     val_psnr = None
     bar = tqdm(
         total=data.total_steps,
@@ -301,7 +314,7 @@ def _epochs(
             data.train_set,
             batch_sampler=rank_slices(batches, env.rank, env.world_size),
             num_workers=tcfg.num_workers,
-            pin_memory=device.type == "cuda",
+            pin_memory=session.device.type == "cuda",
             # A private generator: creating a loader iterator must not consume the global RNG (resume exactness).
             generator=torch.Generator().manual_seed(run.seed + epoch),
         )
@@ -311,7 +324,7 @@ def _epochs(
             try:
                 logged = train_step(batch["lq"], batch["gt"])
             except NonFiniteLossError as err:
-                raise loop.non_finite(err, step) from None
+                raise session.non_finite(err, step) from None
             step += 1
             images += batch["lq"].shape[0] * env.world_size
             bar.update(1)
@@ -319,14 +332,15 @@ def _epochs(
                 rate = images / max(time.perf_counter() - t0, 1e-9)
                 metrics = {f"loss/{k}": v for k, v in logged.items()}
                 metrics |= {"lr": train_step.scheduler.get_last_lr()[0], "train/images_per_s": rate}
-                loop.tracked.log_metrics(metrics, step=step)
+                session.log(metrics, step)
                 bar.set_postfix(loss=f"{logged['total']:.4f}")
             if step % tcfg.val_every == 0 or step == data.total_steps:
-                if data.val_set is not None:  # rank 0 only; the other ranks wait at the barrier
-                    val_psnr = validation_psnr(loop.model, data.val_set, device, run.dataset.protocol)
-                    loop.tracked.log_metrics({"val/psnr": val_psnr}, step=step)
+                val = session.held_out_psnr()  # rank 0 only; the other ranks wait at the barrier
+                if val is not None:
+                    val_psnr = val
+                    session.log({"val/psnr": val}, step)
                 distributed.barrier()
             if step % tcfg.checkpoint_every == 0 or step == data.total_steps:
-                loop.save_last(step, train_step.optimizer, train_step.scheduler, env)
+                session.save_last(step, train_step.optimizer, train_step.scheduler)
     bar.close()
     return val_psnr
