@@ -23,8 +23,8 @@ Deviations from the release:
     * Padding: the release has none (its GoPro frames are multiples of 16; TLC's 2023 commit added ``x16``
       padding); ``forward`` reflect-pads to a multiple of ``2 ** (depth - 1)`` and crops back.
     * Evaluation: the release's GoPro test config scores overlapping 256x256 grids (``grids: true``), the train/test
-      mismatch that TLC removes; this harness scores full frames, with ``benchmark.tlc.to_local`` for ``hinet-Local``
-      (InstanceNorm2d becomes a local instance norm, as TLC's ``HINetLocal``).
+      mismatch that TLC removes; this harness scores full frames, with ``benchmark.evaluation.tlc.to_local`` for
+      ``hinet-Local`` (InstanceNorm2d becomes a local instance norm, as TLC's ``HINetLocal``).
     * ``UNetConvBlock.downsample`` is a bool-or-module attribute upstream; here ``downsample`` is the module or
       ``None``, the same state-dict key.
     * The unused ``Subspace``/``skip_blocks`` classes and the never-called ``_initialize`` are not reproduced.

@@ -163,8 +163,8 @@ class DownBlock(nn.Module):
 class ChannelAttention(nn.Module):
     """x * sigmoid(conv(relu(conv(global_avg_pool(x))))), C -> C/reduction -> C (RCAN's ``CALayer``).
 
-    ``avg_pool`` stays an ``nn.AdaptiveAvgPool2d(1)`` module so TLC (``benchmark.tlc.to_local``) can swap it for a
-    local average pool.
+    ``avg_pool`` stays an ``nn.AdaptiveAvgPool2d(1)`` module so TLC (``benchmark.evaluation.tlc.to_local``) can swap it
+    for a local average pool.
     """
 
     def __init__(self, channels: int, reduction: int) -> None:

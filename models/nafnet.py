@@ -22,8 +22,8 @@ Deviations from the release:
       gradients are torch's own. The values are identical.
     * Padding: the release zero-pads the bottom/right to a multiple of 16; ``forward`` here reflect-pads (the
       harness's one rule, ``models.base``). GoPro's 1280x720 frames need no padding, so GoPro numbers are unaffected.
-    * TLC: the release builds ``NAFNetLocal`` (its test configs score GoPro with it); here ``benchmark.tlc.to_local``
-      converts the trained model instead, with the same 1.5x window.
+    * TLC: the release builds ``NAFNetLocal`` (its test configs score GoPro with it); here
+      ``benchmark.evaluation.tlc.to_local`` converts the trained model instead, with the same 1.5x window.
     * Dropout (``drop_out_rate``) is 0 in every GoPro config and is not offered.
 """
 

@@ -5,7 +5,7 @@ recording into its own sqlite MLflow database.
 
 Tolerance: the two runs see the same samples at every step (``benchmark.training.schedule.rank_slices``), so they
 differ only by the order of floating-point reductions (a convolution over a batch of 2 vs 4, the gradient
-all-reduce). Measured on this machine (2 cores, torch 2.15, mimo_unet_tiny, global batch 4 on 32 px crops, 40 AdamW
+all-reduce). Measured on this machine (2 cores, torch 2.14.1, mimo_unet_tiny, global batch 4 on 32 px crops, 40 AdamW
 steps; ``pytest tests/test_ddp.py -k follow -s`` prints both): the largest relative difference of the logged total
 loss was 2.2e-7, and of the final weights (max |difference| / max |weight| per tensor) 7.4e-5. The test allows 1e-4
 on the losses, far below the step-to-step change of the loss (several percent, checked), so a run that trained on
@@ -221,8 +221,8 @@ def test_global_batch_must_split_over_the_processes(tiny_synth: Path, tmp_path: 
 @pytest.mark.slow
 def test_submitit_launcher_tasks_form_one_ddp_job(reference: Path, tiny_synth: Path, tmp_path: Path) -> None:
     """The SLURM path without a cluster: Hydra's submitit launcher with its local executor starts one task per
-    (nominal) GPU with the SLURM-like variables submitit provides; benchmark.distributed must join them into one job
-    (not two independent runs writing one checkpoint folder)."""
+    (nominal) GPU with the SLURM-like variables submitit provides; benchmark.training.distributed must join them into
+    one job (not two independent runs writing one checkpoint folder)."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     work = tmp_path / "submitit"
     cmd = [

@@ -247,7 +247,7 @@ def _conf_file(group: str, name: object, source: str | None = None) -> dict[str,
     if not isinstance(name, str) or not (CONF_DIR / group / f"{name}.yaml").is_file():
         known = ", ".join(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")))
         raise ConfigError(f"{name!r} has no conf/{group}/ file; known: {known}", key=f"{group}.name", source=source)
-    return _plain(compose([f"{group}={name}"])[group])
+    return _composed((f"{group}={name}",))[0][group]
 
 
 def _check_selected_edits(params: dict[str, Any], path: Path) -> None:
@@ -304,7 +304,7 @@ def _overlay(plain: dict[str, Any], sources: _Sources, overrides: list[tuple[str
                 source="the command line",
             )
     params = _read_params(path)
-    defaults = _plain(compose())
+    defaults = _composed(())[0]
     for key in INVOCATION_KEYS:
         if key in params and key != "params_file" and params[key] != defaults[key]:
             raise ConfigError(

@@ -283,7 +283,7 @@ def _build(folder: Path, params: SynthConfig) -> dict[str, Any]:
     manifest = {
         "dataset": "synthblur",
         "format_version": FORMAT_VERSION,
-        "generator": "benchmark.synth",
+        "generator": "benchmark.data.synth",
         "seed": params.seed,
         "params": to_plain(params),
         "versions": {
