@@ -3,7 +3,8 @@
 Scores one model's weights on a test split (``benchmark.evaluation``): this pipeline's ``final.pt`` by default,
 ``checkpoint=release`` for the authors' released weights, or any checkpoint file in a release format;
 ``train_dataset=<name>`` picks the training set of the pipeline's weights. ``tlc=[false,true]`` scores the plain and
-the TLC-converted model in one process (the ``evaluate@<model>-<train>-<test>`` stages).
+the TLC-converted model in one process (the ``evaluate@<model>-<train>-<test>`` stages). Where the model's release
+scored the dataset its own way (``release.protocols``), that protocol is scored too, on the same outputs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def main(_: DictConfig) -> None:
                     f"[evaluate] {record.row} on {record.dataset}: PSNR {record.psnr:.2f} dB, SSIM {record.ssim:.4f} "
                     f"({record.n_images} images)"
                 )
+                if record.release is not None:
+                    means = record.release.means
+                    print(
+                        f"[evaluate]   under the release's protocol: PSNR {means['psnr']:.2f} dB, SSIM "
+                        f"{means['ssim']:.4f} ({record.release.protocol_text})"
+                    )
             else:
                 print(f"[evaluate] {record.row}: TLC not applicable ({record.reason})")
 

@@ -3,7 +3,8 @@
 Importing this package registers every model: ``create_model(name, **overrides)``, ``list_models()``.
 """
 
-from models import hinet as _hinet  # noqa: F401  (registers)
+from models import dmphn as _dmphn  # noqa: F401  (registers)
+from models import hinet as _hinet  # noqa: F401
 from models import identity as _identity  # noqa: F401
 from models import mimo_unet as _mimo_unet  # noqa: F401
 from models import mprnet as _mprnet  # noqa: F401

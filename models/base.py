@@ -31,16 +31,25 @@ class TrainOutput:
     restored: Tensor
 
 
-def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+PAD_MODES = ("reflect", "zero")
+"""How ``forward`` pads an input to the architecture's multiple (``DeblurModel.pad_mode``)."""
+
+
+def pad_to_multiple(x: Tensor, multiple: int, mode: str = "reflect") -> tuple[Tensor, tuple[int, int]]:
     """Pad (N, C, H, W) on the bottom/right to a multiple of ``multiple``; returns the padded tensor and (H, W).
 
-    Reflect padding (as MPRNet and Restormer use for RealBlur) keeps image statistics at the border; an input too small
-    to reflect falls back to replicate padding.
+    ``reflect`` (MPRNet's and Restormer's test scripts on RealBlur, MSFS-Net's ``eval_R.py``) keeps image statistics
+    at the border; an input too small to reflect falls back to replicate padding. ``zero`` is NAFNet's and HINet's
+    ``check_image_size``.
     """
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad mode must be one of {', '.join(PAD_MODES)}, got {mode!r}")
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
         return x, (h, w)
+    if mode == "zero":
+        return F.pad(x, (0, pw, 0, ph)), (h, w)
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
@@ -53,21 +62,24 @@ class DeblurModel(nn.Module):
 
     Attributes:
         pad_multiple: the spatial multiple ``restore`` needs (e.g. 4 for two stride-2 levels).
+        pad_mode: how ``forward`` pads to it by default (a key of ``PAD_MODES``): as the model's release does.
         registry_name: set by ``create_model`` to the registry key the instance was built from.
     """
 
     pad_multiple: int = 1
+    pad_mode: str = "reflect"
     registry_name: str = ""
 
     def restore(self, lq: Tensor) -> Tensor:
         """Restore an input already padded to ``pad_multiple``: (N, 3, H, W) -> (N, 3, H, W)."""
         raise NotImplementedError
 
-    def forward(self, lq: Tensor) -> Tensor:
-        """(N, 3, H, W) blurry RGB in [0, 1], any H, W -> restored (N, 3, H, W)."""
+    def forward(self, lq: Tensor, *, pad_mode: str | None = None) -> Tensor:
+        """(N, 3, H, W) blurry RGB in [0, 1], any H, W -> restored (N, 3, H, W); padded to ``pad_multiple`` with
+        ``pad_mode`` (default: the model's own, ``self.pad_mode``) and cropped back."""
         if lq.dim() != 4 or lq.shape[1] != 3:
             raise ValueError(f"expected a (N, 3, H, W) RGB batch, got shape {tuple(lq.shape)}")
-        padded, (h, w) = pad_to_multiple(lq, self.pad_multiple)
+        padded, (h, w) = pad_to_multiple(lq, self.pad_multiple, pad_mode or self.pad_mode)
         return self.restore(padded)[..., :h, :w]
 
     def check_train_size(self, lq: Tensor) -> None:

@@ -4,13 +4,15 @@ Formats (``torch.load(..., weights_only=True)`` for all: a checkpoint can never 
 - ``{"model": state_dict, ...}``: MIMO-UNet, MSFS-Net (``model.pkl``) and this harness's own checkpoints;
 - ``{"params": state_dict}``: BasicSR-style releases (NAFNet, HINet);
 - ``{"state_dict": state_dict, ...}``: MPRNet (keys may carry DataParallel's ``module.`` prefix, stripped here);
-- a bare state dict.
+- a bare state dict;
+- a folder of bare state dicts, one ``<module>.pkl`` per submodule named in the model's ``release_modules`` (DMPHN's
+  ``encoder_lv1.pkl`` ... ``decoder_lv4.pkl``), read by ``read_module_folder`` into keys ``<module>.<key>``.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -23,13 +25,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not fit the model; the message names the file and the differences."""
 
 
-def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """Read the state dict stored in ``path`` in any supported release format (see module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the path or run the train stage first")
+def _safe_load(path: Path) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU; a refused or unreadable file raises ``CheckpointError``."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"checkpoint {path} was refused by the safe loader (weights_only=True): it holds objects other than "
@@ -39,6 +38,14 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
         raise CheckpointError(
             f"checkpoint {path} is unreadable or truncated ({err}); download or train it again"
         ) from err
+
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """Read the state dict stored in ``path`` in any supported release format (see module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path or run the train stage first")
+    obj = _safe_load(path)
     if isinstance(obj, Mapping):
         for key in WRAPPER_KEYS:
             if key in obj and isinstance(obj[key], Mapping):
@@ -55,9 +62,58 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     return state
 
 
+def read_module_folder(path: Path, modules: Sequence[str]) -> dict[str, Tensor]:
+    """Read the folder ``path`` of one bare state dict per submodule, ``<path>/<module>.pkl``, into one state dict.
+
+    Keys become ``<module>.<key>``, the model's own when ``modules`` are its submodules' names. Each file is read
+    safely (``weights_only=True``, the errors of ``read_state_dict``) and must be a bare state dict; a missing file is
+    named with its full path. Other files in the folder are not read (``load_checkpoint`` refuses them).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint folder {path} does not exist; check the path or download the release again")
+    expected = [path / f"{module}.pkl" for module in modules]
+    missing = [str(file) for file in expected if not file.is_file()]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint folder {path} lacks {len(missing)} of its {len(expected)} module files: {', '.join(missing)}; "
+            f"the folder must hold {', '.join(file.name for file in expected)}: download the release folder again"
+        )
+    state: dict[str, Tensor] = {}
+    for module, file in zip(modules, expected, strict=True):
+        obj = _safe_load(file)
+        if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+            raise CheckpointError(f"checkpoint {file}: not a bare state dict (a mapping of names to tensors)")
+        state.update({f"{module}.{key}": value for key, value in obj.items()})
+    return state
+
+
 def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
-    """Load ``path`` into ``model`` strictly; a mismatch lists missing and unexpected keys and shape differences."""
-    state = read_state_dict(path)
+    """Load ``path`` into ``model`` strictly; a mismatch lists missing and unexpected keys and shape differences.
+
+    ``path`` is a checkpoint file, or a folder of per-module files for a model that names them in
+    ``release_modules`` (``read_module_folder``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        modules = getattr(model, "release_modules", None)
+        if not modules:
+            name = getattr(model, "registry_name", "") or type(model).__name__
+            raise CheckpointError(
+                f"checkpoint {path} is a folder, but model {name!r} is released as a single file (it has no "
+                "release_modules naming per-module files); give the checkpoint file itself"
+            )
+        # A .pkl the model does not read means another model's or variant's folder (the 1-2-4-8 folder holds all
+        # of DMPHN-1-2-4's files plus level 4's): the folder counterpart of unexpected keys.
+        extra = sorted(str(file) for file in path.glob("*.pkl") if file.stem not in modules)
+        if extra:
+            raise CheckpointError(
+                f"checkpoint folder {path} holds module files this model does not have: {', '.join(extra)} (it "
+                f"reads {', '.join(f'{m}.pkl' for m in modules)}); is it the release folder of this model and variant?"
+            )
+        state = read_module_folder(path, modules)
+    else:
+        state = read_state_dict(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -20,11 +20,15 @@ passes the other half through. The GoPro model uses HIN at encoder levels 3 and 
 Deviations from the release:
     * ``forward`` returns ``out_2`` only; both outputs come from ``forward_train``, whose loss is the release's sum of
       0.5 x ``PSNRLoss`` over ``[out_1, out_2]``.
-    * Padding: the release has none (its GoPro frames are multiples of 16; TLC's 2023 commit added ``x16``
-      padding); ``forward`` reflect-pads to a multiple of ``2 ** (depth - 1)`` and crops back.
+    * Padding: the release has none (its test config feeds 256 px grids; GoPro frames are multiples of 16); TLC's HINet
+      (megvii-research/TLC, the release of Table 1's HINet-Local row) zero-pads the bottom/right to a multiple of 16
+      (``check_image_size``). ``forward`` does the same to a multiple of ``2 ** (depth - 1)`` (``pad_mode = "zero"``)
+      and crops back; ``pad_mode="reflect"`` is the other mode.
     * Evaluation: the release's GoPro test config scores overlapping 256x256 grids (``grids: true``), the train/test
-      mismatch that TLC removes; this harness scores full frames, with ``benchmark.evaluation.tlc.to_local`` for
-      ``hinet-Local`` (InstanceNorm2d becomes a local instance norm, as TLC's ``HINetLocal``).
+      mismatch that TLC removes; the harness's official GoPro protocol scores full frames, and the release's protocol
+      (``conf/model/hinet.yaml`` ``release.protocols.gopro``: ``tile: 256``) is scored beside it;
+      ``benchmark.evaluation.tlc.to_local`` makes ``hinet-Local`` (InstanceNorm2d becomes a local instance norm, as
+      TLC's ``HINetLocal``).
     * ``UNetConvBlock.downsample`` is a bool-or-module attribute upstream; here ``downsample`` is the module or
       ``None``, the same state-dict key.
     * The unused ``Subspace``/``skip_blocks`` classes and the never-called ``_initialize`` are not reproduced.
@@ -151,6 +155,8 @@ class HINet(DeblurModel):
         relu_slope: LeakyReLU slope.
         hin_left, hin_right: encoder levels (0-based, inclusive) whose first block uses half instance norm.
     """
+
+    pad_mode = "zero"  # TLC's HINet check_image_size (the HINet release feeds 256 px grids, no padding)
 
     def __init__(
         self, *, wf: int = 64, depth: int = 5, relu_slope: float = 0.2, hin_left: int = 3, hin_right: int = 4

@@ -20,8 +20,8 @@ Deviations from the release:
     * ``LayerNorm2d``: the release writes a custom ``autograd.Function`` with a hand-derived backward to save memory;
       here the same forward (per-pixel mean and biased variance over channels, eps 1e-6) is plain autograd ops, so
       gradients are torch's own. The values are identical.
-    * Padding: the release zero-pads the bottom/right to a multiple of 16; ``forward`` here reflect-pads (the
-      harness's one rule, ``models.base``). GoPro's 1280x720 frames need no padding, so GoPro numbers are unaffected.
+    * Padding: as the release, ``forward`` zero-pads the bottom/right to a multiple of 16 (``check_image_size``;
+      ``pad_mode = "zero"``, ``pad_mode="reflect"`` the other mode) and crops back. GoPro's 1280x720 frames need none.
     * TLC: the release builds ``NAFNetLocal`` (its test configs score GoPro with it); here
       ``benchmark.evaluation.tlc.to_local`` converts the trained model instead, with the same 1.5x window.
     * Dropout (``drop_out_rate``) is 0 in every GoPro config and is not offered.
@@ -110,6 +110,8 @@ class NAFNet(DeblurModel):
         middle_blocks: NAFBlocks at the bottom.
         dec_blocks: NAFBlocks per decoder level, coarse to fine; as many as ``enc_blocks``.
     """
+
+    pad_mode = "zero"  # the release's check_image_size
 
     def __init__(
         self,

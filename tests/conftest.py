@@ -94,9 +94,11 @@ def make_record(
     weights: str = "pipeline",
     protocol=None,
     window=None,
+    release: tuple | None = None,
 ):
     """An evaluation record as ``benchmark.evaluation.run`` writes one, from fixed per-image scores (images ``img0``,
-    ``img1``, ...): means as ``Scores.means`` computes them, intervals by ``bootstrap_ci``."""
+    ``img1``, ...): means as ``Scores.means`` computes them, intervals by ``bootstrap_ci``; ``release`` =
+    ``(protocol, scores)`` adds the scores under a release protocol."""
     from benchmark.core.sections import ScoringProtocol
     from benchmark.evaluation.records import EvalRecord
     from benchmark.scoring.loop import Scores
@@ -123,4 +125,21 @@ def make_record(
         scores=values,
         intervals={k: bootstrap_ci(v) for k, v in values.items()},
         seconds=0.0,
+        release=None if release is None else _protocol_scores(*release, names),
+    )
+
+
+def _protocol_scores(protocol, scores: dict[str, list[float]], names: tuple[str, ...]):
+    from benchmark.evaluation.records import ProtocolScores
+    from benchmark.scoring.loop import Scores
+    from benchmark.scoring.stats import bootstrap_ci
+
+    values = {k: tuple(float(x) for x in v) for k, v in scores.items()}
+    assert all(len(v) == len(names) for v in values.values())
+    return ProtocolScores(
+        protocol=protocol,
+        protocol_text=protocol.describe(),
+        means=Scores(names, values, 0.0).means,
+        scores=values,
+        intervals={k: bootstrap_ci(v) for k, v in values.items()},
     )

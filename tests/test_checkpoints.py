@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from benchmark.core.errors import ConfigError
-from benchmark.core.sections import ReleaseConfig
+from benchmark.core.sections import ReleaseCheckpoint, ReleaseConfig
 from benchmark.evaluation.run import evaluate_run
 from models import CheckpointError, create_model, load_checkpoint, read_state_dict
 
@@ -58,12 +58,9 @@ def test_checkpoint_release_reads_the_placed_file_and_scales_tlc_from_its_train_
     cfg = small_cfg("model=nafnet_tiny", "checkpoint=release", "tlc=true")
     # The tiny model has no release of its own; give it one in the shape the released models' conf files use.
     release = ReleaseConfig(
-        file="NAFNet-tiny.pth",
         url="https://example.invalid/NAFNet-tiny.pth",
-        format="params",
-        train_size=48,
-        trained_on="gopro",
         source="test",
+        checkpoints={"gopro": ReleaseCheckpoint(file="NAFNet-tiny.pth", format="params", train_size=48)},
     )
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, release=release))
     with pytest.raises(CheckpointError) as err:
@@ -79,10 +76,11 @@ def test_checkpoint_release_reads_the_placed_file_and_scales_tlc_from_its_train_
         placed.unlink()  # the dataset fixture's folder is shared by the session
     assert record.weights == "release" and record.train_dataset == "gopro"
     window = record.tlc_window
-    assert window is not None and window.train_size == 48 and "release.train_size" in window.source
+    assert window is not None and window.train_size == 48
+    assert "release.checkpoints.gopro.train_size" in window.source
     assert window.layers == 9  # one simplified channel attention per NAFBlock: 4 + 1 + 4
     # Released weights are filed under the release source, never over the pipeline's own results.
-    assert cfg.layout.record("release", "synthblur", "nafnet_tiny", True).is_file()
+    assert cfg.layout.record("gopro", "synthblur", "nafnet_tiny", True, release=True).is_file()
     assert not cfg.layout.record("gopro", "synthblur", "nafnet_tiny", True).exists()
 
 
@@ -141,3 +139,46 @@ def test_wrong_family_lists_missing_unexpected_and_shapes(tmp_path: Path) -> Non
     assert "missing keys" not in message and "unexpected keys" not in message
     first = "decoders.0.0.beta: checkpoint (1, 128, 1, 1) vs model (1, 64, 1, 1)"
     assert f"shape differences (177):\n    {first}" in message
+
+
+def _place_release(layout, name: str, published, model: torch.nn.Module) -> None:
+    """Write ``model``'s weights where and how the release publishes them (``format``: a wrapper key, ``bare``, or
+    ``modules``: a folder of one bare state dict per submodule, as DMPHN's eight files)."""
+    path = layout.release_weights(name, published.file)
+    if published.format == "modules":
+        path.mkdir(parents=True)
+        for module in model.release_modules:
+            torch.save(getattr(model, module).state_dict(), path / f"{module}.pkl")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    torch.save(state if published.format == "bare" else {published.format: state}, path)
+
+
+@pytest.mark.slow
+def test_checkpoint_release_loads_every_published_checkpoint_of_every_model(tmp_path: Path) -> None:
+    """Every checkpoint a conf file lists, in its release's layout from random weights, resolves and loads strictly
+    (full-size models, so a wrong key or shape in any conf or model shows here)."""
+    from benchmark.core.config import load_config
+    from benchmark.weights.resolve import load_weights, resolve_weights
+
+    seen = []
+    for conf in sorted((Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml")):
+        run = load_config([f"model={conf.stem}", f"paths.data={tmp_path / conf.stem}"])
+        if run.model.release is None:
+            continue
+        for train, published in run.model.release.checkpoints.items():
+            torch.manual_seed(len(seen))
+            source = create_model(conf.stem)
+            _place_release(run.layout, conf.stem, published, source)
+            weights = resolve_weights(
+                run.model, run.layout, checkpoint="release", train_dataset=train, dataset="gopro", has_parameters=True
+            )
+            assert weights.kind == "release" and weights.train_dataset == train
+            loaded = load_weights(create_model(conf.stem), weights).state_dict()
+            for key, value in source.state_dict().items():
+                assert torch.equal(loaded[key], value), f"{conf.stem} ({train}): {key}"
+            seen.append((conf.stem, train))
+    assert ("msfsnet", "realblur_j") in seen and ("msfsnet", "realblur_r") in seen
+    assert ("mimo_unet_plus", "realblur_r") in seen and ("dmphn", "gopro") in seen and ("dmphn_1_2_4", "gopro") in seen
+    assert len(seen) == 13

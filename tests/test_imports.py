@@ -85,7 +85,18 @@ def test_every_module_belongs_to_a_unit() -> None:
     entries = sorted(m for m in MODULES if _unit(m) == "entry")
     assert entries == [
         f"benchmark.{c}"
-        for c in ("bench", "complexity", "configure", "evaluate", "fetch", "figures", "params", "report", "train")
+        for c in (
+            "bench",
+            "complexity",
+            "configure",
+            "deblur",
+            "evaluate",
+            "fetch",
+            "figures",
+            "params",
+            "report",
+            "train",
+        )
     ]
     assert set(_unit(m) for m in MODULES) == {*PACKAGES, "entry", "models", "benchmark"}
 

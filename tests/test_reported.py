@@ -54,7 +54,7 @@ def _write_run(layout: Layout, source: str, test: str, model: str, psnr: list[fl
         weights="release" if source == "release" else "pipeline",
         protocol=_protocol(test),
     )
-    write_record(record, layout.record(source, test, model, False))
+    write_record(record, layout.record("gopro", test, model, False, release=source == "release"))
 
 
 def test_tables_put_reproduced_values_beside_reported_ones(tmp_path: Path) -> None:
@@ -86,3 +86,70 @@ def test_tables_put_reproduced_values_beside_reported_ones(tmp_path: Path) -> No
 def test_paper_ssim_is_matlabs_where_the_protocol_scores_it() -> None:
     assert comparable_ssim(GOPRO) == "ssim_matlab3d" and comparable_ssim(REALBLUR) == "ssim"
     assert comparable_ssim(ScoringProtocol(quantize="uint8", ssim_variant="matlab3d")) == "ssim"
+
+
+def _msfsnet_realblur_protocol(test: str) -> ScoringProtocol:
+    from benchmark.core.config import load_config
+
+    release = load_config(["model=msfsnet"]).model.release
+    assert release is not None
+    return release.protocols[test]
+
+
+def test_table2_shows_the_release_protocol_beside_the_official_one(tmp_path: Path) -> None:
+    """Fixed records with both protocols: the cell shows the reported number's protocol, the official one beside."""
+    n = 10
+    layout = Layout(PathsConfig(results=str(tmp_path)))
+
+    def write(train: str, test: str, model: str, official: tuple[float, float], release_scores, *, released: bool):
+        protocol = _msfsnet_realblur_protocol(test) if release_scores else None
+        record = make_record(
+            model,
+            {"psnr": [official[0]] * n, "ssim": [official[1]] * n},
+            dataset=test,
+            train_dataset=train,
+            weights="release" if released else "pipeline",
+            protocol=REALBLUR,
+            release=None
+            if release_scores is None
+            else (protocol, {"psnr": [release_scores[0]] * n, "ssim": [release_scores[1]] * n}),
+        )
+        write_record(record, layout.record(train, test, model, False, release=released))
+
+    # GoPro-trained MSFS-Net (this pipeline): reported 36.02 / 0.959 under the release's MATLAB protocol.
+    write("gopro", "realblur_r", "msfsnet", (35.00, 0.950), (36.02, 0.959), released=False)
+    # The authors' RealBlur-J-trained release (model_J.pkl) fills the `*` row: reported 30.89 / 0.929.
+    write("realblur_j", "realblur_j", "msfsnet", (30.00, 0.900), (30.89, 0.929), released=True)
+    # MIMO-UNet's reported RealBlur cells have an unknown protocol: shown under the official one, unmarked.
+    write("gopro", "realblur_r", "mimo_unet", (34.00, 0.940), None, released=False)
+
+    table = render_paper_tables(layout, _protocol)["table2.md"]
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines}
+    msfs = rows["MSFS-Net"]
+    assert msfs[1] == "ᵖ 36.02 [36.02, 36.02] · 36.02 (+0.00) · official 35.00 (Δ -1.02)"
+    assert msfs[2] == "ᵖ 0.959 [0.959, 0.959] · 0.959 (+0.000) · official 0.950 (Δ -0.009)"
+    assert msfs[4:6] == ["28.97", "0.908"]  # RealBlur-J: no run
+    star = rows["MSFS-Net*ʳ"]  # the released weights' row is marked
+    assert star[1:3] == ["38.26", "0.972"]  # RealBlur-R-trained weights not scored
+    assert star[4] == "ᵖ 30.89 [30.89, 30.89] · 30.89 (+0.00) · official 30.00 (Δ -0.89)"
+    assert star[5] == "ᵖ 0.929 [0.929, 0.929] · 0.929 (+0.000) · official 0.900 (Δ -0.029)"
+    assert rows["MIMO-UNet"][1] == "34.00 [34.00, 34.00] · 35.47 (-1.47) ⚠"
+    footer = table.split("Protocol:")[1]
+    assert "- ᵖ MSFS-Net on RealBlur-R: outputs clamped and rounded to 8 bit, ties up;" in footer
+    assert "- ᵖ MSFS-Net* on RealBlur-J:" in footer and "SSIM variant `matlab3d`" in footer
+    assert "psnr_ssim.m" in footer and "evaluation_RealBlur_ecc.py" in footer
+
+
+def test_every_reported_cell_names_its_protocol() -> None:
+    for i, tests in ((1, ("gopro", "hide")), (2, ("realblur_r", "realblur_j")), (3, ("gopro",))):
+        frame = pd.read_csv(REPORTED / f"table{i}.csv", dtype={"model": str})
+        for test in tests:
+            reported = frame[f"{test}_psnr"].notna()
+            protocol = frame[f"{test}_protocol"]
+            assert (protocol.notna() == reported).all(), f"table{i}.csv {test}: a protocol for each reported cell"
+            known = protocol[reported & frame["model"].notna()]
+            assert all(p in ("release", "official") or p.startswith(("unknown: ", "quoted: ")) for p in known)
+            assert all(p.startswith(("unknown: ", "quoted: ")) for p in protocol[reported & frame["model"].isna()])
+    t1 = pd.read_csv(REPORTED / "table1.csv", dtype={"model": str}).set_index("method")
+    assert t1.loc["HINet", "gopro_protocol"] == "release" and t1.loc["HINet-Local", "gopro_protocol"] == "official"

@@ -28,7 +28,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -61,11 +61,18 @@ class RunConfig:
     Attributes:
         checkpoint: evaluate: ``None`` = the pipeline's ``final.pt``; ``release`` = the authors' file named in the
             model's ``release``; or a path to a checkpoint in any release format.
-        train_dataset: evaluate: which training dataset's checkpoint to score (``None`` = the evaluation dataset).
+        train_dataset: evaluate: which training dataset's checkpoint to score (``None`` = the evaluation dataset; with
+            ``checkpoint=release``, the GoPro-trained release or the only one).
         tlc: evaluate: score the TLC-converted model; a list (``[false,true]``) scores both in one process.
         archive: fetch: use this archive instead of the placed or downloaded one.
         rehash: fetch: hash the dataset folder again and record its identity, instead of fetching.
         params_file: DVC stages: overlay this params.yaml (module docstring).
+        input: deblur: a blurry PNG (or a folder of them) to restore.
+        output: deblur: the PNG (or folder) to write; never one of the inputs.
+        gt: deblur: the sharp PNG (or folder, same file names) to score the restorations against.
+        tile: deblur: restore in overlapping ``tile`` px tiles, overlaps averaged (``benchmark.scoring.tiles``).
+        protocol: deblur: score with ``gt`` under ``official`` (``dataset.protocol``) or ``release`` (the model's
+            release protocol for ``dataset``).
     """
 
     model: ModelConfig
@@ -84,6 +91,11 @@ class RunConfig:
     archive: str | None = field(default=None, metadata=_INVOCATION)
     rehash: bool = field(default=False, metadata=_INVOCATION)
     params_file: str | None = field(default=None, metadata=_INVOCATION)
+    input: str | None = field(default=None, metadata=_INVOCATION)
+    output: str | None = field(default=None, metadata=_INVOCATION)
+    gt: str | None = field(default=None, metadata=_INVOCATION)
+    tile: int | None = field(default=None, metadata=_INVOCATION)
+    protocol: Literal["official", "release"] = field(default="official", metadata=_INVOCATION)
 
     def check(self, prefix: str) -> None:
         if self.seed < 0:
@@ -91,6 +103,8 @@ class RunConfig:
         settings = self.tlc if isinstance(self.tlc, tuple) else (self.tlc,)
         if not settings:
             raise ConfigError("expected true, false or a list of them, got []", key="tlc")
+        if self.tile is not None and self.tile < 16:
+            raise ConfigError(f"must be null or >= 16, got {self.tile}", key="tile")
 
     @property
     def layout(self) -> Layout:
@@ -103,9 +117,9 @@ class RunConfig:
 
     @property
     def weights_train_dataset(self) -> str:
-        """The dataset the scored weights were trained on (released weights: their ``trained_on``)."""
+        """The dataset the scored weights were trained on (released weights: the checkpoint ``train_dataset`` picks)."""
         if self.checkpoint == "release" and self.model.release is not None:
-            return self.model.release.trained_on
+            return self.model.release.checkpoint(self.train_dataset)[0]
         return self.train_dataset or self.dataset.name
 
     def to_dict(self) -> dict[str, Any]:

@@ -32,3 +32,15 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (a no-op on the CPU): timings must not stop before the kernels do."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def disable_tf32() -> str:
+    """Turn TF32 off for matmuls and cuDNN convolutions; returns ``"disabled"`` for the record.
+
+    PyTorch allows TF32 in cuDNN convolutions by default, so an Ampere or Hopper GPU would evaluate with a 10-bit
+    mantissa; the releases' numbers were computed in full fp32 (their code predates TF32 or ran on older GPUs). The
+    flags are process-wide, which is what an evaluation process wants.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return "disabled"

@@ -28,3 +28,12 @@ def sha256_json(obj: Any) -> str:
     """Hex SHA-256 of ``obj`` as canonical JSON (sorted keys, no spaces): equal data, equal hash."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_weights(path: Path) -> str:
+    """Hex SHA-256 of a weights file, or of a folder of per-module files (DMPHN's release): the canonical JSON of
+    ``{file name: its SHA-256}`` over the folder's files, so renaming or changing any one changes it."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    return sha256_json({p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file()})

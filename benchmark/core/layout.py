@@ -7,9 +7,9 @@ Relative ``paths.*`` are relative to the repository root, so a command behaves t
     <paths.data>/external/archives/<archive>                       hand-placed or downloaded archives (data.dvc)
     <paths.data>/external/checkpoints/<model>/<file>               the authors' released weights (data.dvc)
     <paths.checkpoints>/<model>-<train dataset>/{last,final}.pt    training state and trained weights
-    <paths.results>/runs/<source>/<test dataset>/<model>[-local].{json,csv}
-                                                                   evaluation records; source = the training dataset,
-                                                                   or ``release`` for the authors' weights
+    <paths.results>/runs/<train dataset>/<test dataset>/<model>[-local].{json,csv}
+                                                                   evaluation records of this pipeline's weights
+    <paths.results>/runs/release/<train dataset>/<test dataset>/...  of the authors' released weights
     <paths.results>/{tables,figures,bench,complexity}/             generated tables, figures and measurements
     <paths.cache>/<dataset>/                                        decoded-image cache (train.cache=true)
     results/reported/                                              the paper's numbers, typed from its text (inputs)
@@ -123,10 +123,12 @@ class Layout:
     def results(self) -> Path:
         return self._under_root(self.paths.results)
 
-    def record(self, source: str, dataset: str, model: str, tlc: bool) -> Path:
-        """The evaluation record (JSON); its per-image CSV is the same path with ``.csv``."""
+    def record(self, train_dataset: str, dataset: str, model: str, tlc: bool, *, release: bool = False) -> Path:
+        """The evaluation record (JSON) of ``model`` trained on ``train_dataset`` (by this pipeline, or by the authors
+        with ``release``), scored on ``dataset``; its per-image CSV is the same path with ``.csv``."""
         stem = f"{model}-local" if tlc else model
-        return self.results / "runs" / source / dataset / f"{stem}.json"
+        runs = self.results / "runs" / "release" if release else self.results / "runs"
+        return runs / train_dataset / dataset / f"{stem}.json"
 
     @property
     def tables(self) -> Path:

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from benchmark.core.errors import ConfigError
 from benchmark.core.schema import require
 
 Augment = Literal["none", "hflip", "flips", "dihedral"]
@@ -20,7 +21,9 @@ SsimVariant = Literal["gaussian2d", "matlab3d"]
 """``benchmark.scoring.metrics.SSIM_VARIANTS``."""
 Align = Literal["none", "ecc"]
 """``none``, or RealBlur's ECC alignment (``benchmark.scoring.realblur``)."""
-Quantize = Literal["uint8", "none"]
+Quantize = Literal["uint8", "uint8_half_up", "uint8_floor", "none"]
+Padding = Literal["model", "reflect", "zero"]
+"""``model`` = the model's own (its release's) padding; ``models.base.PAD_MODES`` implements the others."""
 Recipe = Literal["common", "published"]
 OptimizerName = Literal["adam", "adamw"]
 """``benchmark.training.schedule.OPTIMIZERS``."""
@@ -29,8 +32,12 @@ SchedulerName = Literal["step", "cosine", "constant"]
 FetchLayout = Literal["gopro", "hide", "realblur_j", "realblur_r"]
 """``benchmark.data.layouts.LAYOUTS``."""
 BlurFolder = Literal["blur", "blur_gamma"]
-ReleaseFormat = Literal["model", "params", "state_dict", "params_ema", "bare"]
-"""The key holding a release's state dict (``models.checkpoint.WRAPPER_KEYS``), or ``bare``."""
+DATASET_NAMES = ("gopro", "hide", "realblur_j", "realblur_r", "synthblur")
+"""The datasets of ``conf/dataset/`` (``tests/test_config.py`` checks the list): keys of a release's checkpoints and
+protocols."""
+ReleaseFormat = Literal["model", "params", "state_dict", "params_ema", "bare", "modules"]
+"""The key holding a release's state dict (``models.checkpoint.WRAPPER_KEYS``), ``bare``, or ``modules`` (a folder of
+one bare state dict per submodule, ``models.checkpoint.read_module_folder``)."""
 Photo = Literal[
     "astronaut",
     "brick",
@@ -66,28 +73,162 @@ def _positive(obj: object, prefix: str, *names: str) -> None:
 
 
 @dataclass(frozen=True)
-class ReleaseConfig:
-    """The authors' released weights of a model (``checkpoint=release``).
+class ScoringProtocol:
+    """How a test split is run and scored (``dataset.protocol``, or a release's own in ``model.release.protocols``);
+    stated under every table.
 
     Attributes:
-        file: File name, placed at ``<paths.data>/external/checkpoints/<model>/<file>``.
-        url: Where the authors publish it.
-        format: The key holding the state dict in the file (``bare``: the file is the state dict).
+        quantize: ``uint8`` = clamp, then round to 8 bit with ties to even (``numpy.round``/``rint``: BasicSR's
+            ``tensor2img``, scikit-image's ``img_as_ubyte``); ``uint8_half_up`` = ties up (``floor(255 x + 0.5)``:
+            torchvision's ``save_image`` since 0.3, ``to_pil_image(x + 0.5 / 255)`` of MIMO-UNet and MSFS-Net);
+            ``uint8_floor`` = truncated (``floor(255 x)``: torchvision 0.2's ``save_image``, DMPHN's test script);
+            ``none`` = clamp only (MIMO-UNet's ``eval.py``).
+        ssim_variant: The SSIM of the ``ssim`` column (``benchmark.scoring.metrics.SSIM_VARIANTS``).
+        align: ``none``, or ``ecc``: RealBlur's ``evaluation_RealBlur_ecc.py`` (intensity matching, ECC homography
+            alignment, masked PSNR and SSIM).
+        crop_border: Pixels removed from each border before scoring.
+        extra_ssim_variants: Further SSIM columns (``ssim_<variant>``), e.g. MATLAB's ``matlab3d`` beside Wang's.
+        tile: Inference on overlapping ``tile`` x ``tile`` crops, overlaps averaged (HINet's ``grids``,
+            ``benchmark.scoring.tiles``); ``None`` = whole images.
+        padding: How an input is padded to the model's multiple: ``model`` = as the model's release pads
+            (``DeblurModel.pad_mode``), or ``reflect`` / ``zero`` for every model.
+        source: The script (repository, file and line) whose scoring this protocol follows; printed in footers.
+    """
+
+    quantize: Quantize
+    ssim_variant: SsimVariant
+    align: Align = "none"
+    crop_border: int = 0
+    extra_ssim_variants: tuple[SsimVariant, ...] = ()
+    tile: int | None = None
+    padding: Padding = "model"
+    source: str = ""
+
+    def check(self, prefix: str) -> None:
+        require(self.crop_border >= 0, f"{prefix}.crop_border", f"must be >= 0, got {self.crop_border}")
+        require(self.tile is None or self.tile >= 16, f"{prefix}.tile", f"must be null or >= 16, got {self.tile}")
+        require(
+            self.ssim_variant not in self.extra_ssim_variants
+            and len(set(self.extra_ssim_variants)) == len(self.extra_ssim_variants),
+            f"{prefix}.extra_ssim_variants",
+            f"{list(self.extra_ssim_variants)} must be other variants than ssim_variant {self.ssim_variant!r}, "
+            "each once",
+        )
+        if self.align == "ecc":
+            # RealBlur's official protocol fixes both metrics (masked after alignment); nothing else is defined there.
+            require(
+                self.ssim_variant == "gaussian2d" and not self.extra_ssim_variants and self.crop_border == 0,
+                f"{prefix}.align",
+                "ecc (RealBlur's protocol) scores its own masked Gaussian SSIM: set ssim_variant gaussian2d, no "
+                "extra_ssim_variants and crop_border 0",
+            )
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The per-image score columns this protocol produces, in order."""
+        return ("psnr", "ssim", *(f"ssim_{v}" for v in self.extra_ssim_variants))
+
+    @property
+    def inference(self) -> tuple[int | None, str]:
+        """What the model's run depends on (``tile``, ``padding``): protocols that share it share one inference."""
+        return self.tile, self.padding
+
+    def describe(self) -> str:
+        """One line for table footers and MLflow tags."""
+        q = {
+            "uint8": "outputs clamped and rounded to 8 bit",
+            "uint8_half_up": "outputs clamped and rounded to 8 bit, ties up",
+            "uint8_floor": "outputs clamped and truncated to 8 bit",
+            "none": "outputs clamped, not rounded",
+        }[self.quantize]
+        run = ""
+        if self.tile is not None:
+            run += f"; inference on overlapping {self.tile} px tiles, overlaps averaged"
+        if self.padding != "model":
+            run += f"; {self.padding} padding"
+        if self.align == "ecc":
+            return (
+                f"{q}{run}; RealBlur's official protocol (evaluation_RealBlur_ecc.py): intensity matching and ECC "
+                "homography alignment to the ground truth, PSNR over the valid warped pixels, masked Gaussian SSIM "
+                "with a 5 px border crop"
+            )
+        extra = "".join(f"; second SSIM column `{v}`" for v in self.extra_ssim_variants)
+        text = (
+            f"{q}{run}; PSNR on RGB; SSIM variant `{self.ssim_variant}`{extra}; alignment: {self.align}; "
+            f"border crop: {self.crop_border} px"
+        )
+        return f"{text} (follows {self.source})" if self.source else text
+
+
+@dataclass(frozen=True)
+class ReleaseCheckpoint:
+    """One published checkpoint of a model.
+
+    Attributes:
+        file: File (or, for ``format: modules``, folder) name, placed at
+            ``<paths.data>/external/checkpoints/<model>/<file>``.
+        format: The key holding the state dict in the file (``bare``: the file is the state dict; ``modules``: a
+            folder of one bare state dict per submodule, ``<module>.pkl``).
         train_size: The release's training crop (H = W): sets the TLC window.
-        trained_on: The dataset the weights were trained on.
-        source: Where these facts were read (repository and file).
+        url: Where this file is published, when not the release's ``url``.
     """
 
     file: str
-    url: str
     format: ReleaseFormat
     train_size: int
-    trained_on: str
-    source: str
+    url: str | None = None
 
     def check(self, prefix: str) -> None:
         require(bool(self.file) and "/" not in self.file, f"{prefix}.file", "must be a plain file name")
         _positive(self, prefix, "train_size")
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """The authors' released weights of a model (``checkpoint=release``) and how the authors scored them.
+
+    Attributes:
+        url: Where the authors publish them.
+        source: Where these facts were read (repository, file, issue).
+        checkpoints: Training dataset -> its published checkpoint (``train_dataset=`` picks one).
+        protocols: Test dataset -> the protocol the authors' own evaluation used, where it differs from the
+            dataset's official one; scored beside it (each entry's comment cites the release file and line).
+        saves: How the release's test script rounds its outputs to 8-bit PNGs (``ScoringProtocol.quantize``'s
+            ``uint8``: ties to even, ``uint8_half_up``: ties up, ``uint8_floor``: truncated); ``python -m
+            benchmark.deblur`` saves the same way.
+    """
+
+    url: str
+    source: str
+    checkpoints: dict[str, ReleaseCheckpoint]
+    protocols: dict[str, ScoringProtocol] = field(default_factory=dict)
+    saves: Literal["uint8", "uint8_half_up", "uint8_floor"] = "uint8"
+
+    def check(self, prefix: str) -> None:
+        require(bool(self.checkpoints), f"{prefix}.checkpoints", "must list at least one published checkpoint")
+        for what, keys in (("checkpoints", self.checkpoints), ("protocols", self.protocols)):
+            unknown = sorted(set(keys) - set(DATASET_NAMES))
+            require(
+                not unknown, f"{prefix}.{what}", f"keys must be datasets ({', '.join(DATASET_NAMES)}), got {unknown}"
+            )
+
+    def checkpoint(self, train_dataset: str | None) -> tuple[str, ReleaseCheckpoint]:
+        """The checkpoint trained on ``train_dataset``; ``None`` = the GoPro one, or the only one.
+
+        Raises:
+            ConfigError: naming ``train_dataset`` when no such checkpoint is published.
+        """
+        if train_dataset is None:
+            if len(self.checkpoints) == 1:
+                train_dataset = next(iter(self.checkpoints))
+            elif "gopro" in self.checkpoints:
+                train_dataset = "gopro"
+        if train_dataset not in self.checkpoints:
+            raise ConfigError(
+                f"no released checkpoint trained on {train_dataset!r}; published: {', '.join(self.checkpoints)}",
+                key="train_dataset",
+            )
+        return train_dataset, self.checkpoints[train_dataset]
 
 
 @dataclass(frozen=True)
@@ -116,65 +257,6 @@ class ModelConfig:
 
 
 # --- dataset -----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScoringProtocol:
-    """How a benchmark scores a restoration (``dataset.protocol``); stated under every table.
-
-    Attributes:
-        quantize: ``uint8`` = clamp and round outputs to 8 bit before scoring (the papers' protocol); ``none`` =
-            clamp only.
-        ssim_variant: The SSIM of the ``ssim`` column (``benchmark.scoring.metrics.SSIM_VARIANTS``).
-        align: ``none``, or ``ecc``: RealBlur's ``evaluation_RealBlur_ecc.py`` (intensity matching, ECC homography
-            alignment, masked PSNR and SSIM).
-        crop_border: Pixels removed from each border before scoring.
-        extra_ssim_variants: Further SSIM columns (``ssim_<variant>``), e.g. MATLAB's ``matlab3d`` beside Wang's.
-    """
-
-    quantize: Quantize
-    ssim_variant: SsimVariant
-    align: Align = "none"
-    crop_border: int = 0
-    extra_ssim_variants: tuple[SsimVariant, ...] = ()
-
-    def check(self, prefix: str) -> None:
-        require(self.crop_border >= 0, f"{prefix}.crop_border", f"must be >= 0, got {self.crop_border}")
-        require(
-            self.ssim_variant not in self.extra_ssim_variants
-            and len(set(self.extra_ssim_variants)) == len(self.extra_ssim_variants),
-            f"{prefix}.extra_ssim_variants",
-            f"{list(self.extra_ssim_variants)} must be other variants than ssim_variant {self.ssim_variant!r}, "
-            "each once",
-        )
-        if self.align == "ecc":
-            # RealBlur's official protocol fixes both metrics (masked after alignment); nothing else is defined there.
-            require(
-                self.ssim_variant == "gaussian2d" and not self.extra_ssim_variants and self.crop_border == 0,
-                f"{prefix}.align",
-                "ecc (RealBlur's protocol) scores its own masked Gaussian SSIM: set ssim_variant gaussian2d, no "
-                "extra_ssim_variants and crop_border 0",
-            )
-
-    @property
-    def metrics(self) -> tuple[str, ...]:
-        """The per-image score columns this protocol produces, in order."""
-        return ("psnr", "ssim", *(f"ssim_{v}" for v in self.extra_ssim_variants))
-
-    def describe(self) -> str:
-        """One line for table footers and MLflow tags."""
-        q = "outputs clamped and rounded to 8 bit" if self.quantize == "uint8" else "outputs clamped, not rounded"
-        if self.align == "ecc":
-            return (
-                f"{q}; RealBlur's official protocol (evaluation_RealBlur_ecc.py): intensity matching and ECC "
-                "homography alignment to the ground truth, PSNR over the valid warped pixels, masked Gaussian SSIM "
-                "with a 5 px border crop"
-            )
-        extra = "".join(f"; second SSIM column `{v}`" for v in self.extra_ssim_variants)
-        return (
-            f"{q}; PSNR on RGB; SSIM variant `{self.ssim_variant}`{extra}; alignment: {self.align}; "
-            f"border crop: {self.crop_border} px"
-        )
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,19 @@
 """The evaluation record: one frozen schema, written by evaluation, read by the report, paper tables and figures.
 
-On disk (``benchmark.core.layout``: ``<results>/runs/<source>/<test set>/<model>[-local].json``) the record is one
-JSON object. Its means sit at the top level (``psnr``, ``ssim``, ``ssim_<variant>``), so ``dvc metrics show`` lists
-them; the intervals, the per-image scores and the provenance are nested (DVC skips lists and strings). The CSV beside
-it holds the same per-image scores for spreadsheets (6 decimals); readers use the JSON.
+On disk (``benchmark.core.layout``: ``<results>/runs/[release/]<train set>/<test set>/<model>[-local].json``) the
+record is one JSON object. Its means under the dataset's official protocol sit at the top level (``psnr``, ``ssim``,
+``ssim_<variant>``), so ``dvc metrics show`` lists them; the intervals, the per-image scores and the provenance are
+nested (DVC skips lists and strings). Where the model's release scored the dataset its own way
+(``model.release.protocols``), ``release_protocol`` holds the same fields under that protocol, computed on the same
+outputs in the same pass. The CSV beside it holds the per-image scores for spreadsheets (6 decimals; the release
+protocol's columns prefixed ``release_``); readers use the JSON.
 
 A record without ``schema`` (written before this schema existed) is refused with a message to re-run ``dvc repro``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Mapping
@@ -22,7 +26,7 @@ from benchmark.core.errors import HarnessError
 from benchmark.core.schema import build, to_plain
 from benchmark.core.sections import ScoringProtocol
 
-SCHEMA = "msfs-bench/eval-record/2"
+SCHEMA = "msfs-bench/eval-record/3"
 
 
 class RecordError(HarnessError):
@@ -50,8 +54,50 @@ class TLCWindow:
 
 
 @dataclass(frozen=True)
+class ProtocolScores:
+    """The scores of one evaluation under a second protocol (the release's own), on the same images in the same order.
+
+    Attributes:
+        protocol: The protocol; ``protocol_text`` its footer line.
+        means: Metric -> mean over the images.
+        scores: Metric -> per-image scores (float64), in the record's ``names`` order.
+        intervals: Metric -> bootstrap 95% interval of the mean.
+    """
+
+    protocol: ScoringProtocol
+    protocol_text: str
+    means: dict[str, float]
+    scores: dict[str, tuple[float, ...]]
+    intervals: dict[str, tuple[float, float]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "protocol": to_plain(self.protocol),
+            "protocol_text": self.protocol_text,
+            **self.means,
+            "intervals": {k: list(v) for k, v in self.intervals.items()},
+            "per_image": {k: list(v) for k, v in self.scores.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], n_images: int) -> ProtocolScores:
+        protocol = build(ScoringProtocol, data["protocol"], "release_protocol.protocol")
+        scores = {k: tuple(float(x) for x in v) for k, v in dict(data["per_image"]).items()}
+        if set(scores) != set(protocol.metrics) or any(len(v) != n_images for v in scores.values()):
+            raise ValueError("release_protocol: per-image columns do not match the protocol's metrics or the images")
+        return cls(
+            protocol=protocol,
+            protocol_text=data["protocol_text"],
+            means={m: float(data[m]) for m in protocol.metrics},
+            scores=scores,
+            intervals={k: (float(v[0]), float(v[1])) for k, v in data["intervals"].items()},
+        )
+
+
+@dataclass(frozen=True)
 class EvalRecord:
-    """One evaluation: a model with its weights, plain or TLC, scored on one test split under one protocol.
+    """One evaluation: a model with its weights, plain or TLC, scored on one test split under the dataset's official
+    protocol and, where the model's release scored that dataset otherwise, under the release's protocol too.
 
     Attributes:
         model: Registry key.
@@ -71,7 +117,10 @@ class EvalRecord:
         intervals: Metric -> bootstrap 95% interval of the mean over the images (``benchmark.scoring.stats``).
         seconds: Wall time of the scoring pass.
         mlflow_run_id: The MLflow run that recorded it.
-        provenance: Where it came from: git commit and dirty flag, the dataset's identity hash, package versions.
+        provenance: Where it came from: git commit and dirty flag, the dataset's identity hash, package versions,
+            the device and whether TF32 was allowed (``tf32``: always ``disabled`` in evaluation).
+        release: The scores under the release's own protocol, ``None`` where the release declares none for the
+            dataset (its evaluation matched the official protocol, or the model has no release).
     """
 
     model: str
@@ -94,6 +143,7 @@ class EvalRecord:
     seconds: float | None = None
     mlflow_run_id: str | None = None
     provenance: dict[str, str] = field(default_factory=dict)
+    release: ProtocolScores | None = None
 
     @property
     def n_images(self) -> int:
@@ -138,6 +188,7 @@ class EvalRecord:
             "seconds": self.seconds,
             "mlflow_run_id": self.mlflow_run_id,
             "provenance": dict(self.provenance),
+            "release_protocol": None if self.release is None else self.release.to_json(),
         }
         return out
 
@@ -180,6 +231,9 @@ class EvalRecord:
                 seconds=data["seconds"],
                 mlflow_run_id=data["mlflow_run_id"],
                 provenance=dict(data["provenance"]),
+                release=None
+                if data["release_protocol"] is None
+                else ProtocolScores.from_json(data["release_protocol"], len(names)),
             )
         except (KeyError, TypeError, ValueError, HarnessError) as err:
             raise RecordError(
@@ -187,13 +241,33 @@ class EvalRecord:
             ) from err
 
     def per_image_csv(self) -> str:
-        """The per-image scores as CSV (``name`` and one column per metric, 6 decimals)."""
-        columns = list(self.scores)
+        """The per-image scores as CSV (``name``, one column per metric, then ``release_<metric>`` ones; 6 decimals)."""
+        columns = dict(self.scores)
+        if self.release is not None:
+            columns.update({f"release_{k}": v for k, v in self.release.scores.items()})
         buf = io.StringIO()
         buf.write(",".join(["name", *columns]) + "\n")
         for i, name in enumerate(self.names):
-            buf.write(",".join([_csv_field(name), *(f"{self.scores[c][i]:.6f}" for c in columns)]) + "\n")
+            buf.write(",".join([_csv_field(name), *(f"{v[i]:.6f}" for v in columns.values())]) + "\n")
         return buf.getvalue()
+
+    def under(self, protocol: Literal["official", "release"]) -> EvalRecord | None:
+        """This record with the means, scores and intervals of ``protocol`` in the top-level fields (what the table
+        cells read); ``None`` for ``release`` when no release protocol was scored."""
+        if protocol == "official":
+            return self
+        if self.release is None:
+            return None
+        r = self.release
+        return dataclasses.replace(
+            self,
+            protocol=r.protocol,
+            protocol_text=r.protocol_text,
+            means=r.means,
+            scores=r.scores,
+            intervals=r.intervals,
+            release=None,
+        )
 
 
 def _csv_field(text: str) -> str:

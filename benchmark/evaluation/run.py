@@ -13,14 +13,15 @@ from pathlib import Path
 import torch
 
 from benchmark.core.config import RunConfig
-from benchmark.core.device import select_device
-from benchmark.core.hashing import sha256_file
+from benchmark.core.device import disable_tf32, select_device
+from benchmark.core.hashing import sha256_weights
+from benchmark.core.sections import ScoringProtocol
 from benchmark.core.tracking import git_state, start_run
 from benchmark.data.dataset import PairedDataset
 from benchmark.data.identity import read_identity
-from benchmark.evaluation.records import EvalRecord, TLCWindow, write_record
+from benchmark.evaluation.records import EvalRecord, ProtocolScores, TLCWindow, write_record
 from benchmark.evaluation.tlc import count_local_layers, to_local
-from benchmark.scoring.loop import score_model
+from benchmark.scoring.loop import Scores, score_protocols
 from benchmark.scoring.stats import bootstrap_ci
 from benchmark.weights.resolve import Weights, build_model, load_weights, resolve_weights
 from models import DeblurModel
@@ -36,8 +37,10 @@ def tlc_train_size(run: RunConfig, weights: Weights) -> tuple[int, str]:
     """
     if run.eval.tlc_window.train_size:
         return run.eval.tlc_window.train_size, "eval.tlc_window.train_size"
-    if weights.kind == "release" and run.model.release is not None:
-        return run.model.release.train_size, f"conf/model/{run.model.name}.yaml release.train_size"
+    if weights.train_size is not None:
+        return weights.train_size, (
+            f"conf/model/{run.model.name}.yaml release.checkpoints.{weights.train_dataset}.train_size"
+        )
     if weights.path is not None:
         try:
             saved = torch.load(weights.path, map_location="cpu", weights_only=True)
@@ -57,6 +60,12 @@ def convert(model: DeblurModel, run: RunConfig, weights: Weights) -> tuple[torch
     return local, TLCWindow(size, source, ratio, count_local_layers(local))
 
 
+def release_protocol(run: RunConfig) -> ScoringProtocol | None:
+    """The protocol the model's release scored ``run.dataset`` with, where it differs from the official one."""
+    release = run.model.release
+    return None if release is None else release.protocols.get(run.dataset.name)
+
+
 def _header(run: RunConfig, weights: Weights, tlc: bool) -> EvalRecord:
     """The record's fields known before scoring."""
     protocol = run.dataset.protocol
@@ -68,7 +77,7 @@ def _header(run: RunConfig, weights: Weights, tlc: bool) -> EvalRecord:
         weights=weights.kind,
         tlc=tlc,
         checkpoint=run.layout.display(weights.path) if weights.path else None,
-        checkpoint_sha256=sha256_file(weights.path) if weights.path else None,
+        checkpoint_sha256=sha256_weights(weights.path) if weights.path else None,
         protocol=protocol,
         protocol_text=protocol.describe(),
     )
@@ -87,11 +96,12 @@ def evaluate_run(run: RunConfig, *, tlc: bool) -> EvalRecord:
         run.model,
         layout,
         checkpoint=run.checkpoint,
-        train_dataset=run.weights_train_dataset,
+        train_dataset=run.train_dataset,
+        dataset=run.dataset.name,
         has_parameters=len(model.state_dict()) > 0,
     )
     load_weights(model, weights)
-    path = layout.record(weights.results_source, run.dataset.name, run.model.name, tlc)
+    path = weights.record_path(layout, run.dataset.name, run.model.name, tlc)
     record = _header(run, weights, tlc)
     if tlc:
         model, window = convert(model, run, weights)
@@ -122,8 +132,13 @@ def _score_and_record(
         "protocol": record.protocol_text,
         "ssim_variant": record.protocol.ssim_variant,
     }
+    tf32 = disable_tf32()
+    second = release_protocol(run)
+    protocols = (run.dataset.protocol,) if second is None else (run.dataset.protocol, second)
+    if second is not None:
+        tags["release_protocol"] = second.describe()
     with start_run(run.tracking, run_name=f"evaluate/{record.row}/{record.dataset}", tags=tags) as tracked:
-        scores = score_model(model, loader, run.dataset.protocol, device=device)
+        scores, *rest = score_protocols(model, loader, protocols, device=device)
         record = dataclasses.replace(
             record,
             names=scores.names,
@@ -137,11 +152,26 @@ def _score_and_record(
                 "dataset_sha256": identity.sha256,
                 "torch": torch.__version__,
                 "python": platform.python_version(),
+                "device": str(device),
+                "tf32": tf32,
             },
+            release=None if second is None else _protocol_scores(second, rest[0]),
         )
         write_record(record, path)
         tracked.log_params(run.to_dict())
         tracked.log_metrics({f"test/{record.dataset}/{k}": v for k, v in record.means.items()})
+        if record.release is not None:
+            tracked.log_metrics({f"test/{record.dataset}/release_{k}": v for k, v in record.release.means.items()})
         tracked.log_artifact(path.with_suffix(".csv"), "per_image")
         tracked.log_artifact(path, "results")
     return record
+
+
+def _protocol_scores(protocol: ScoringProtocol, scores: Scores) -> ProtocolScores:
+    return ProtocolScores(
+        protocol=protocol,
+        protocol_text=protocol.describe(),
+        means=scores.means,
+        scores=scores.values,
+        intervals={k: bootstrap_ci(v) for k, v in scores.values.items()},
+    )

@@ -46,7 +46,12 @@ def versus_reported(record: EvalRecord | None, metric: str, reported: float | No
     low, high = record.intervals.get(metric, (mean, mean))
     half = 0.5 * 10.0**-digits  # the paper rounds to ``digits`` decimals
     flag = " ⚠" if high < reported - half or low > reported + half else ""
-    return f"{text} · {rep} ({mean - reported:+.{digits}f}){flag}"
+    return f"{text} · {rep} ({signed(mean - reported, digits)}){flag}"
+
+
+def signed(value: float, digits: int) -> str:
+    """``value`` with its sign and ``digits`` decimals; one that rounds to zero is ``+0.00``, never ``-0.00``."""
+    return f"{value + 0.0 if round(value, digits) != 0 else 0.0:+.{digits}f}"
 
 
 def p_value(record: EvalRecord | None, reference: EvalRecord | None, *, is_reference: bool) -> str:

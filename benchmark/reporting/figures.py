@@ -178,6 +178,7 @@ def _restorer(run: RunConfig, name: str, train: str) -> torch.nn.Module:
         run.layout,
         checkpoint=None,
         train_dataset=train,
+        dataset=train,
         has_parameters=len(model.state_dict()) > 0,
     )
     return load_weights(model, weights).eval()

@@ -5,8 +5,9 @@ method the harness implements (``model`` column) gets its reproduced value from 
 order (:func:`find_record`):
 
 1. ``<results>/runs/<train set>/<test set>/<model>[-local].json``: weights trained by this pipeline;
-2. ``<results>/runs/release/<test set>/<model>[-local].json``: the authors' released weights (``checkpoint=release``),
-   marked ``ʳ``, used when their ``trained_on`` is the row's training set.
+2. ``<results>/runs/release/<train set>/<test set>/<model>[-local].json``: the authors' released weights trained on
+   the row's training set (``checkpoint=release train_dataset=<train set>``), marked ``ʳ``; Table 2's ``*`` rows read
+   ``release/realblur_r/realblur_r/`` and ``release/realblur_j/realblur_j/``.
 
 Each reproduced cell shows the mean, its bootstrap 95% interval over the test images, the reported value and the
 difference; ``⚠`` flags a reported value outside the interval (``benchmark.reporting.cells``). A last column per test
@@ -26,7 +27,7 @@ import pandas as pd
 from benchmark.core.layout import Layout
 from benchmark.core.sections import ScoringProtocol
 from benchmark.evaluation.records import EvalRecord, read_record
-from benchmark.reporting.cells import PSNR_DIGITS, REFERENCE_MODEL, p_value, versus_reported
+from benchmark.reporting.cells import PSNR_DIGITS, REFERENCE_MODEL, p_value, signed, versus_reported
 
 DATASET_TITLES = {
     "gopro": "GoPro",
@@ -39,9 +40,10 @@ SSIM_DIGITS = 3  # as the paper reports SSIM
 
 
 def find_record(layout: Layout, model: str, tlc: bool, train: str, test: str) -> EvalRecord | None:
-    """The applicable evaluation of ``model`` (TLC or not) trained on ``train`` and scored on ``test``, or None."""
-    for source in (train, "release"):
-        path = layout.record(source, test, model, tlc)
+    """The applicable evaluation of ``model`` (TLC or not) trained on ``train`` and scored on ``test``, or None:
+    this pipeline's weights first, else the authors' released ones."""
+    for release in (False, True):
+        path = layout.record(train, test, model, tlc, release=release)
         if not path.is_file():
             continue
         record = read_record(path)
@@ -73,6 +75,7 @@ def render(
         name = DATASET_TITLES.get(t, t)
         header += [f"{name} PSNR", f"{name} SSIM", f"{name} p (PSNR vs MSFS-Net)"]
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    release_notes: dict[str, str] = {}
     for _, row in rows.iterrows():
         model = row.get("model") if isinstance(row.get("model"), str) else None
         tlc = str(row.get("tlc", "false")).lower() == "true"
@@ -84,9 +87,11 @@ def render(
             reference = find_record(layout, REFERENCE_MODEL, tlc, train, t)
             if record is not None and record.weights == "release":
                 marks.add("ʳ")
-            ssim = comparable_ssim(protocols[t])
-            cells.append(versus_reported(record, "psnr", _reported(row, t, "psnr"), PSNR_DIGITS))
-            cells.append(versus_reported(record, ssim, _reported(row, t, "ssim"), SSIM_DIGITS))
+            shown = record
+            if record is not None and reported_protocol(row, t) == "release" and record.release is not None:
+                shown = record.under("release")
+                release_notes[f"{cells[0]} on {DATASET_TITLES.get(t, t)}"] = record.release.protocol_text
+            cells += _metric_cells(shown, record, row, t, protocols[t])
             cells.append(p_value(record, reference, is_reference=model == REFERENCE_MODEL))
         cells[0] += "".join(sorted(marks))
         lines.append("| " + " | ".join(cells) + " |")
@@ -94,17 +99,49 @@ def render(
         "",
         "Cells: reproduced mean [bootstrap 95% interval over the test images] · reported (reproduced − reported); ⚠: "
         "the interval excludes the reported value; a reported value alone: the harness has no run for it (yet). "
-        "p: paired sign-flip test of the per-image PSNR against MSFS-Net's on the same images (same TLC setting). "
-        "ʳ: the authors' released weights (`checkpoint=release`); otherwise weights trained by this pipeline.",
+        f"{RELEASE_MARK}: scored under the protocol of the method's own release, the one its reported number used "
+        "(listed below), then `official`: the same outputs under the dataset's official protocol and Δ = official − "
+        "release protocol, so a gap that Δ explains is the protocol, not the model. "
+        "p: paired sign-flip test of the per-image PSNR against MSFS-Net's on the same images (same TLC setting, "
+        "official protocol). ʳ: the authors' released weights (`checkpoint=release`); otherwise weights trained by "
+        "this pipeline.",
         "",
         "Protocol:",
         *[f"- {note}" for note in _protocol_notes(tests, protocols)],
+        *[f"- {RELEASE_MARK} {where}: {text}." for where, text in release_notes.items()],
         "",
-        "Reported numbers: `results/reported/` (typed from the paper). Generated by `python -m benchmark.report`; "
-        "do not edit by hand.",
+        "Reported numbers: `results/reported/` (typed from the paper; its `<test>_protocol` columns say which protocol "
+        "produced each reported cell). Generated by `python -m benchmark.report`; do not edit by hand.",
         "",
     ]
     return "\n".join(lines)
+
+
+RELEASE_MARK = "ᵖ"
+"""Marks a cell scored under the method's release protocol (``ScoringProtocol`` in ``release.protocols``)."""
+
+
+def reported_protocol(row: pd.Series, test: str) -> str:
+    """Which protocol produced the reported ``test`` cell of ``row``: ``release``, ``official`` or a description."""
+    value = row.get(f"{test}_protocol")
+    return "official" if value is None or pd.isna(value) else str(value)
+
+
+def _metric_cells(
+    shown: EvalRecord | None, official: EvalRecord | None, row: pd.Series, test: str, protocol: ScoringProtocol
+) -> list[str]:
+    """The PSNR and SSIM cells: ``shown`` (the record under the reported number's protocol) beside the reported
+    number, and, when that is the release's protocol, the official number and the difference."""
+    cells = []
+    for metric, digits in (("psnr", PSNR_DIGITS), ("ssim", SSIM_DIGITS)):
+        column = metric if metric == "psnr" else comparable_ssim(shown.protocol if shown else protocol)
+        cell = versus_reported(shown, column, _reported(row, test, metric), digits)
+        if shown is not None and official is not None and shown is not official:
+            official_column = metric if metric == "psnr" else comparable_ssim(official.protocol)
+            value, released = official.means[official_column], shown.means[column]
+            cell = f"{RELEASE_MARK} {cell} · official {value:.{digits}f} (Δ {signed(value - released, digits)})"
+        cells.append(cell)
+    return cells
 
 
 def _reported(row: pd.Series, test: str, metric: str) -> float | None:

@@ -23,7 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MSE_FLOOR", "SSIM_VARIANTS", "check_pair", "psnr", "quantize_uint8", "ssim"]
+__all__ = [
+    "MSE_FLOOR",
+    "SSIM_VARIANTS",
+    "check_pair",
+    "psnr",
+    "quantize_uint8",
+    "quantize_uint8_floor",
+    "quantize_uint8_half_up",
+    "ssim",
+]
 
 _GAUSSIAN_WINDOW = 11
 """Side of Wang et al.'s Gaussian window (sigma 1.5); valid filtering needs at least this many pixels per side."""
@@ -43,6 +52,26 @@ def quantize_uint8(x: Tensor) -> Tensor:
         A tensor of the same shape and dtype with values in {0, 1/255, ..., 1}.
     """
     return x.clamp(0.0, 1.0).mul(255.0).round().div(255.0)
+
+
+def quantize_uint8_half_up(x: Tensor) -> Tensor:
+    """Snap values to the 8-bit grid with ties up: ``floor(255 x + 0.5) / 255`` after clamping to [0, 1].
+
+    The rule of torchvision's ``save_image`` since 0.3 (``mul(255).add_(0.5).clamp_(0, 255)`` then a truncating cast
+    to uint8) and of MIMO-UNet's and MSFS-Net's saving (``pred + 0.5 / 255`` then ``to_pil_image``'s truncating
+    ``mul(255).byte()``): 0.5/255 -> 1/255. Same shapes and dtype as :func:`quantize_uint8`.
+    """
+    return x.clamp(0.0, 1.0).mul(255.0).add(0.5).floor().clamp(0.0, 255.0).div(255.0)
+
+
+def quantize_uint8_floor(x: Tensor) -> Tensor:
+    """Truncate to the 8-bit grid: ``floor(255 x) / 255`` after clamping to [0, 1].
+
+    torchvision 0.2's ``save_image`` (``mul(255).clamp(0, 255).byte()``), which DMPHN's test script (PyTorch 0.4 era)
+    saved its results with: our ``dmphn_1_2_4`` output truncated this way equals the release's committed
+    ``test_results`` PNG in every value. 254.9/255 -> 254/255.
+    """
+    return x.clamp(0.0, 1.0).mul(255.0).floor().div(255.0)
 
 
 def check_pair(pred: Tensor, target: Tensor) -> None:

@@ -5,8 +5,16 @@ from __future__ import annotations
 import torch
 
 from benchmark.core.sections import ScoringProtocol
-from benchmark.scoring.metrics import psnr, quantize_uint8, ssim
+from benchmark.scoring.metrics import psnr, quantize_uint8, quantize_uint8_floor, quantize_uint8_half_up, ssim
 from benchmark.scoring.realblur import realblur_scores
+
+QUANTIZERS = {
+    "uint8": quantize_uint8,
+    "uint8_half_up": quantize_uint8_half_up,
+    "uint8_floor": quantize_uint8_floor,
+    "none": lambda x: x.clamp(0, 1),
+}
+"""``ScoringProtocol.quantize`` -> what is done to an output before scoring."""
 
 
 def score(pred: torch.Tensor, gt: torch.Tensor, protocol: ScoringProtocol) -> dict[str, torch.Tensor]:
@@ -15,7 +23,7 @@ def score(pred: torch.Tensor, gt: torch.Tensor, protocol: ScoringProtocol) -> di
     Keys: ``protocol.metrics``: ``psnr``, ``ssim`` (the protocol's ``ssim_variant``), and ``ssim_<variant>`` for every
     extra variant. Under ``align: ecc`` both come from ``realblur_scores`` (RealBlur's aligned, masked protocol).
     """
-    pred = quantize_uint8(pred) if protocol.quantize == "uint8" else pred.clamp(0, 1)
+    pred = QUANTIZERS[protocol.quantize](pred)
     if protocol.align == "ecc":
         pairs = [realblur_scores(p, g) for p, g in zip(pred, gt, strict=True)]
         return {

@@ -2,6 +2,17 @@
 
 The official script pins OpenCV 4.2 and scikit-image 0.17.2; this harness uses the installed versions, so ECC results
 may differ in the last decimals.
+
+Precision follows the official script, stage by stage:
+
+- float32: the images (read as ``float32 / 255``), the intensity matching, ECC, both warps and the mask, because the
+  script hands float32 arrays to cv2; the squared PSNR errors, which it then sums with ``dtype=np.float64``.
+- float64: the SSIM map and the masked SSIM sums. scikit-image 0.17.2, which the script requires, converts its inputs
+  with ``astype(np.float64)`` (``skimage/metrics/_structural_similarity.py`` lines 175-177 at v0.17.2) and returns a
+  float64 map, so the mask product and its sums are float64 too. scikit-image >= 0.19 keeps float32 inputs in
+  float32 (``_supported_float_type``); handing it the float32 arrays would compute the map in float32 and sum about
+  0.5 million masked values in float32, which moves a dark RealBlur-R image's SSIM by about 1e-4
+  (``tests/test_metrics.py``). The aligned arrays are therefore cast to float64 before ``structural_similarity``.
 """
 
 from __future__ import annotations
@@ -70,7 +81,8 @@ def realblur_scores(pred: Tensor, target: Tensor) -> tuple[float, float]:
     After ``realblur_align``: PSNR ``10 log10(1 / (sum((x - z)^2) / sum(mask)))`` over the valid pixels; SSIM is
     scikit-image's full map (Gaussian weights, sigma 1.5, population covariance, data range 1) times the mask, the
     5-pixel border cropped, summed per channel and divided by the mask's sum, then averaged over the channels.
-    Computed in float32 like the official script (which reads the PNGs as ``float32 / 255``).
+    Alignment and the squared errors are float32 and the PSNR sum float64, like the official script (which reads the
+    PNGs as ``float32 / 255``); the SSIM map and its masked sums are float64, as scikit-image 0.17.2 computes them.
 
     Args:
         pred: restored image (3, H, W), RGB in [0, 1] (8-bit values under the harness's protocol).
@@ -88,11 +100,14 @@ def realblur_scores(pred: Tensor, target: Tensor) -> tuple[float, float]:
     z = pred.permute(1, 2, 0).cpu().numpy().astype(np.float32)
     x = target.permute(1, 2, 0).cpu().numpy().astype(np.float32)
     zr, xr, cr = realblur_align(z, x)
+    # Squared errors in float32, summed in float64, over the float32 mask's count: the official compute_psnr.
     err = np.sum((xr - zr) ** 2, dtype=np.float64) / np.sum(cr)
     psnr_db = float(10 * np.log10(1.0 / max(err, MSE_FLOOR)))
+    # float64 from here on, as scikit-image 0.17.2 computes (module docstring); the mask is exactly 0/1 either way.
+    xr64, zr64, cr64 = xr.astype(np.float64), zr.astype(np.float64), cr.astype(np.float64)
     _, ssim_map = structural_similarity(
-        xr,
-        zr,
+        xr64,
+        zr64,
         channel_axis=-1,
         gaussian_weights=True,
         use_sample_covariance=False,
@@ -100,7 +115,8 @@ def realblur_scores(pred: Tensor, target: Tensor) -> tuple[float, float]:
         full=True,
     )
     pad = REALBLUR_SSIM_PAD
-    masked = (ssim_map * cr)[pad:-pad, pad:-pad, :]
-    valid = cr[pad:-pad, pad:-pad, :]
-    ssim_value = float(np.mean(masked.sum(axis=(0, 1)) / valid.sum(axis=(0, 1))))
+    masked = (ssim_map * cr64)[pad:-pad, pad:-pad, :]
+    valid = cr64[pad:-pad, pad:-pad, :]
+    # Rows first, then columns: the official script's order of summation.
+    ssim_value = float(np.mean(masked.sum(axis=0).sum(axis=0) / valid.sum(axis=0).sum(axis=0)))
     return psnr_db, ssim_value

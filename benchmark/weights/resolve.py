@@ -38,19 +38,19 @@ class Weights:
     Attributes:
         kind: ``pipeline`` (this pipeline's ``final.pt``), ``release`` (the authors' file), ``file`` (a path given
             with ``checkpoint=``), or ``none`` (a model without parameters: identity).
-        path: The file, ``None`` for ``none``.
-        train_dataset: The dataset the weights were trained on (the results folder they are filed under is
-            ``release`` for released weights, else this).
+        path: The file (a folder for a release of ``format: modules``), ``None`` for ``none``.
+        train_dataset: The dataset the weights were trained on.
+        train_size: A release's training crop (its ``train_size``), for the TLC window; ``None`` otherwise.
     """
 
     kind: Literal["pipeline", "release", "file", "none"]
     path: Path | None
     train_dataset: str
+    train_size: int | None = None
 
-    @property
-    def results_source(self) -> str:
-        """The folder of ``results/runs/`` the records of these weights go to: never the pipeline's for a release."""
-        return "release" if self.kind == "release" else self.train_dataset
+    def record_path(self, layout: Layout, dataset: str, model: str, tlc: bool) -> Path:
+        """Where the record of these weights on ``dataset`` goes: never over the pipeline's own for a release."""
+        return layout.record(self.train_dataset, dataset, model, tlc, release=self.kind == "release")
 
 
 def resolve_weights(
@@ -58,14 +58,16 @@ def resolve_weights(
     layout: Layout,
     *,
     checkpoint: str | None,
-    train_dataset: str,
+    train_dataset: str | None,
+    dataset: str,
     has_parameters: bool,
 ) -> Weights:
     """The weights ``checkpoint`` names: ``None`` = this pipeline's ``final.pt`` of ``model`` trained on
-    ``train_dataset``, ``release`` = the file of ``model.release``, anything else = a path.
+    ``train_dataset`` (default: ``dataset``), ``release`` = the published checkpoint of ``model.release`` trained on
+    ``train_dataset`` (default: the GoPro one, or the only one), anything else = a path.
 
     Raises:
-        ConfigError: ``checkpoint=release`` for a model without a release.
+        ConfigError: ``checkpoint=release`` for a model without a release, or without one for that training set.
         CheckpointError: the released file is not placed (naming the exact path and the URL to download).
     """
     if checkpoint == "release":
@@ -76,18 +78,23 @@ def resolve_weights(
                 "checkpoint=<path> instead",
                 key="checkpoint",
             )
-        path = layout.release_weights(model.name, release.file)
-        if not path.is_file():
+        trained_on, published = release.checkpoint(train_dataset)
+        path = layout.release_weights(model.name, published.file)
+        placed = path.is_dir() if published.format == "modules" else path.is_file()
+        if not placed:
+            what = "folder" if published.format == "modules" else "file"
             raise CheckpointError(
-                f"checkpoint=release: {path} does not exist. Download {release.file} from {release.url} "
-                f"({release.source}) and place it there; data.dvc tracks that folder (`dvc add data/external`)."
+                f"checkpoint=release: {path} does not exist. Download the {what} {published.file} from "
+                f"{published.url or release.url} ({release.source}) and place it there; data.dvc tracks that folder "
+                "(`dvc add data/external`)."
             )
-        return Weights("release", path, release.trained_on)
+        return Weights("release", path, trained_on, published.train_size)
+    trained_on = train_dataset or dataset
     if checkpoint:
-        return Weights("file", Path(checkpoint), train_dataset)
+        return Weights("file", Path(checkpoint), trained_on)
     if has_parameters:
-        return Weights("pipeline", layout.final_checkpoint(model.name, train_dataset), train_dataset)
-    return Weights("none", None, train_dataset)
+        return Weights("pipeline", layout.final_checkpoint(model.name, trained_on), trained_on)
+    return Weights("none", None, trained_on)
 
 
 def load_weights(model: DeblurModel, weights: Weights) -> DeblurModel:
