@@ -101,9 +101,9 @@ def render(
         "the interval excludes the reported value; a reported value alone: the harness has no run for it (yet). "
         f"{RELEASE_MARK}: scored under the protocol of the method's own release, the one its reported number used "
         "(listed below), then `official`: the same outputs under the dataset's official protocol and Δ = official − "
-        "release protocol, so a gap that Δ explains is the protocol, not the model; where the release declares no protocol "
-        "of its own for the test set (`results/reported/` says `release` but `release.protocols` has none), its "
-        "evaluation is the official one and the cell is unmarked. "
+        "release protocol, so a gap that Δ explains is the protocol, not the model; where the release declares no "
+        "protocol of its own for the test set (`results/reported/` says `release` but `release.protocols` has none), "
+        "its evaluation is the official one and the cell is unmarked. "
         "p: paired sign-flip test of the per-image PSNR against MSFS-Net's on the same images (same TLC setting, "
         "official protocol). ʳ: the authors' released weights (`checkpoint=release`); otherwise weights trained by "
         "this pipeline.",
