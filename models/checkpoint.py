@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-WRAPPER_KEYS = ("model", "params", "state_dict", "params_ema")
+WRAPPER_KEYS = ("model", "params", "state_dict", "params_ema", "G")
 
 
 class CheckpointError(RuntimeError):

@@ -77,7 +77,10 @@ def test_tables_put_reproduced_values_beside_reported_ones(tmp_path: Path) -> No
     assert float(cells[3]) == pytest.approx(1 / 10_001, rel=1e-3)  # every image worse: the smallest Monte Carlo p
     assert cells[4:6] == ["30.96", "0.939"]  # HIDE: no run, the reported value only
     # Methods the harness does not run keep their reported numbers.
-    assert "| DeblurGAN (Kupyn et al. 2018) | 28.70 | 0.858 | – | 24.51 | 0.871 | – |" in t1
+    assert "| DeblurGAN (Kupyn et al. 2018)† | 28.70 | 0.858 | – | 24.51 | 0.871 | – |" in t1
+    # ... and the footer says why they have no run.
+    assert "- RADN (Purohit and Rajagopalan 2020): no public code found." in t1
+    assert "- (Jiang et al. 2020): no public code found; the method needs event-camera input" in t1
     # Table 3: ablation rows in the paper's order, each naming its registry model.
     assert "(`msfsnet_ablation_nofsm_clm`) | 30.01 | 0.908 | – |" in tables["table3.md"]
     assert "RealBlur-R PSNR" in tables["table2.md"] and "| MSFS-Net-Local* |" in tables["table2.md"]
@@ -151,5 +154,7 @@ def test_every_reported_cell_names_its_protocol() -> None:
             known = protocol[reported & frame["model"].notna()]
             assert all(p in ("release", "official") or p.startswith(("unknown: ", "quoted: ")) for p in known)
             assert all(p.startswith(("unknown: ", "quoted: ")) for p in protocol[reported & frame["model"].isna()])
+        if i < 3:  # every row without a harness model says why
+            assert (frame["model"].notna() != frame["no_run"].notna()).all(), f"table{i}.csv: model xor no_run"
     t1 = pd.read_csv(REPORTED / "table1.csv", dtype={"model": str}).set_index("method")
     assert t1.loc["HINet", "gopro_protocol"] == "release" and t1.loc["HINet-Local", "gopro_protocol"] == "official"

@@ -35,7 +35,7 @@ BlurFolder = Literal["blur", "blur_gamma"]
 DATASET_NAMES = ("gopro", "hide", "realblur_j", "realblur_r", "synthblur")
 """The datasets of ``conf/dataset/`` (``tests/test_config.py`` checks the list): keys of a release's checkpoints and
 protocols."""
-ReleaseFormat = Literal["model", "params", "state_dict", "params_ema", "bare", "modules"]
+ReleaseFormat = Literal["model", "params", "state_dict", "params_ema", "G", "bare", "modules"]
 """The key holding a release's state dict (``models.checkpoint.WRAPPER_KEYS``), ``bare``, or ``modules`` (a folder of
 one bare state dict per submodule, ``models.checkpoint.read_module_folder``)."""
 Photo = Literal[
