@@ -30,8 +30,8 @@ rebuilt here in torch (``gaussian_pyramid``): each coarser level smooths the pre
 2/3 (``2 * downscale / 6``), truncated at 4 sigma (7 taps), with ndimage's ``reflect`` boundary (the edge sample
 repeated), separably along H then W, and resizes it bilinearly with pixel-centre alignment to ``ceil(size / 2)``;
 on the even sizes met here that is the mean of each 2x2 block. It is not F.interpolate's downsampling: a pretrained
-checkpoint only fits these exact coarse inputs. Measured against scikit-image 0.26 in float64, the pyramid agrees to
-1e-12 (``tests/test_deepdeblur.py``).
+checkpoint only fits these exact coarse inputs. Against scikit-image 0.26 in float64 the pyramid agreed to 2e-13 on
+0-255 values (``tests/test_deepdeblur.py`` asserts 1e-11).
 
 Released scores: the GOPRO_L1 weights give 30.40 dB / 0.9018 on GoPro (README "Results"), not the paper's 29.08 dB
 (Table 1 of the CVPR paper, the Torch7 model): upstream issue #21, where the author attributes it to the changed
@@ -48,8 +48,8 @@ Deviations from the release:
       output is divided by 255. The release builds the pyramid from the uint8 image cast to float32; an input that
       is ``uint8 / 255`` in float32 is ``uint8`` again after ``* 255`` up to float32 rounding (1e-5 of 255).
     * The pyramid is computed in torch, on the model's device and in its dtype, inside ``restore``; the release makes
-      it on the CPU with scikit-image, in the data loader, in float32 (float64 for scikit-image < 0.19). The
-      arithmetic is the same; the summation order differs by rounding only.
+      it on the CPU with scikit-image, in the data loader, from a float32 image (the precision of the filtering
+      depends on the scikit-image version). The arithmetic is the same; the summation order differs by rounding.
     * Padding: the release's test split is scored unpadded (GoPro's 1280x720 fit) and its demo mode pads the
       bottom/right by edge replication (``np.pad(mode='edge')``, data/common.py ``pad``, to a multiple of
       ``2 ** (n_scales - 1)`` = 4) and crops back. Here ``restore`` needs multiples of ``pad_multiple`` (4) and
@@ -58,13 +58,16 @@ Deviations from the release:
     * Outputs are not clamped here (the release clamps only when scoring and saving).
     * Loss: the release's ``1*L1`` is the sum over the three scales of ``nn.L1Loss`` between each output and the same
       Gaussian pyramid of the sharp image, on 0-255 values; here it is computed on [0, 1] values, i.e. 1/255 of the
-      release's. Adam's steps are invariant to that scale but for its eps (1e-8), whose relative weight grows 255x,
-      still negligible against gradients of that size. The adversarial variants (``1*L1+k*ADV``,
+      release's. Adam's steps are invariant to that scale but for its eps (1e-8), whose relative weight grows 255x
+      (small unless a parameter's gradients are tiny). The adversarial variants (``1*L1+k*ADV``,
       ``src/loss/adversarial.py`` and ``src/model/discriminator.py``) are not implemented.
     * Training augmentation (``src/data/dataset.py`` line 127-130, ``common.augment``/``add_noise``): the release
       draws horizontal and vertical flips and a transposition (the harness's ``dihedral``), and also a random RGB
       channel permutation, a saturation scaling in HSV (x U(0.5, 1.5)) and Gaussian noise on the blurry input (sigma
       drawn as N(0, 1) x 2 per image); the last three are not available in the harness (``conf/train/deepdeblur.yaml``).
+    * Schedule: the release halves the learning rate after epochs 500, 750 and 900 (MultiStepLR); the harness's
+      ``step`` scheduler has one period, so ``conf/train/deepdeblur.yaml`` halves every 500 epochs (the same rate for
+      the first 750 of the 1000 epochs).
 """
 
 from __future__ import annotations
@@ -222,9 +225,7 @@ class DeepDeblur(DeblurModel):
         self.mean = RGB_RANGE / 2
         size = {"n_feats": n_feats, "kernel_size": kernel_size, "n_resblocks": n_resblocks}
         # As the release: index 0 is the finest scale; all but the coarsest also read the upsampled coarser output.
-        self.body_models = nn.ModuleList(
-            [*(ResNet(6, 3, **size) for _ in range(1, n_scales)), ResNet(3, 3, **size)]
-        )
+        self.body_models = nn.ModuleList([*(ResNet(6, 3, **size) for _ in range(1, n_scales)), ResNet(3, 3, **size)])
         # The release's ModuleList([None]) + one upsampler per coarser scale: conv_end_models[s] lifts scale s to s-1.
         self.conv_end_models = nn.ModuleList([None, *(ConvEnd() for _ in range(1, n_scales))])
 
