@@ -306,6 +306,13 @@ def deblurgan(**overrides: Any) -> DeblurGAN:
 
 
 @register_model
+def deblurgan_wild(**overrides: Any) -> DeblurGAN:
+    """The authors' own generator (a6f4ad0, two convs per block, before PR #134), which their "WILD" weights fit:
+    11,378,179 parameters."""
+    return DeblurGAN(**{"channels": 64, "n_blocks": 9, "block_convs": 2, **overrides})
+
+
+@register_model
 def deblurgan_tiny(**overrides: Any) -> DeblurGAN:
     """DeblurGAN at CPU size for smoke runs and tests: width 8, two blocks, 32,451 parameters; not a published model."""
     return DeblurGAN(**{"channels": 8, "n_blocks": 2, "block_convs": 1, **overrides})
