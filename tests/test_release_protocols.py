@@ -329,3 +329,24 @@ def test_tiled_forward_is_the_protocol_tiling() -> None:
     model = _Counting()
     protocol = dataclasses.replace(_official("gopro"), tile=16)
     assert torch.equal(restore(model, x, protocol), tiled_forward(model, x, 16))
+
+
+def test_deblurgan_protocol_runs_the_network_in_train_mode_seeded_as_its_release() -> None:
+    """DeblurGAN's test script never calls eval(): its release protocol runs the generator with live dropout, seeded,
+    and leaves the model as it found it."""
+    protocol = _release_protocol("deblurgan", "gopro")
+    assert (protocol.network_mode, protocol.seed, protocol.quantize) == ("train", 0, "uint8_floor")
+    torch.manual_seed(3)
+    model = create_model("deblurgan_tiny", use_dropout=True).eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        first, second = restore(model, x, protocol), restore(model, x, protocol)
+        torch.manual_seed(0)
+        model.train()
+        expected = model(x)  # the release's test-time network under the same seed
+        model.eval()
+        deterministic = restore(model, x, _official("gopro"))
+    assert not model.training
+    assert torch.equal(first, second) and torch.equal(first, expected)
+    assert (first - deterministic).abs().max() > 1e-3  # dropout is live
+    assert protocol.inference != _official("gopro").inference  # never shares the eval-mode inference

@@ -92,6 +92,10 @@ class ScoringProtocol:
             ``benchmark.scoring.tiles``); ``None`` = whole images.
         padding: How an input is padded to the model's multiple: ``model`` = as the model's release pads
             (``DeblurModel.pad_mode``), or ``reflect`` / ``zero`` for every model.
+        network_mode: ``eval`` (the deterministic network), or ``train``: run it in train mode as a release's test
+            script does (DeblurGAN never calls ``eval()``: live dropout), seeded with ``seed`` before each batch so
+            the stochastic output is reproducible.
+        seed: The torch seed of ``network_mode: train``.
         source: The script (repository, file and line) whose scoring this protocol follows; printed in footers.
     """
 
@@ -102,11 +106,14 @@ class ScoringProtocol:
     extra_ssim_variants: tuple[SsimVariant, ...] = ()
     tile: int | None = None
     padding: Padding = "model"
+    network_mode: Literal["eval", "train"] = "eval"
+    seed: int = 0
     source: str = ""
 
     def check(self, prefix: str) -> None:
         require(self.crop_border >= 0, f"{prefix}.crop_border", f"must be >= 0, got {self.crop_border}")
         require(self.tile is None or self.tile >= 16, f"{prefix}.tile", f"must be null or >= 16, got {self.tile}")
+        require(self.seed >= 0, f"{prefix}.seed", f"must be >= 0, got {self.seed}")
         require(
             self.ssim_variant not in self.extra_ssim_variants
             and len(set(self.extra_ssim_variants)) == len(self.extra_ssim_variants),
@@ -129,9 +136,10 @@ class ScoringProtocol:
         return ("psnr", "ssim", *(f"ssim_{v}" for v in self.extra_ssim_variants))
 
     @property
-    def inference(self) -> tuple[int | None, str]:
-        """What the model's run depends on (``tile``, ``padding``): protocols that share it share one inference."""
-        return self.tile, self.padding
+    def inference(self) -> tuple[int | None, str, str, int]:
+        """What the model's run depends on (tiling, padding, mode, seed): protocols that share it share one
+        inference."""
+        return self.tile, self.padding, self.network_mode, self.seed if self.network_mode == "train" else 0
 
     def describe(self) -> str:
         """One line for table footers and MLflow tags."""
@@ -146,6 +154,8 @@ class ScoringProtocol:
             run += f"; inference on overlapping {self.tile} px tiles, overlaps averaged"
         if self.padding != "model":
             run += f"; {self.padding} padding"
+        if self.network_mode == "train":
+            run += f"; network in train mode (live dropout), torch seed {self.seed} per batch"
         if self.align == "ecc":
             return (
                 f"{q}{run}; RealBlur's official protocol (evaluation_RealBlur_ecc.py): intensity matching and ECC "

@@ -79,7 +79,7 @@ def score_protocols(
     t0 = time.perf_counter()
     for batch in tqdm(loader, desc="evaluate", disable=not progress, mininterval=2.0, file=sys.stderr):
         lq, gt = batch["lq"].to(device), batch["gt"].to(device)
-        restored: dict[tuple[int | None, str], torch.Tensor] = {}
+        restored: dict[tuple, torch.Tensor] = {}
         for protocol, columns in zip(protocols, values, strict=True):
             if protocol.inference not in restored:
                 restored[protocol.inference] = _restore_checked(model, lq, protocol)
