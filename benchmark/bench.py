@@ -17,7 +17,7 @@ import torch
 from benchmark.core.cli import errors_exit
 from benchmark.core.config import load_config
 from benchmark.core.layout import Layout
-from benchmark.tools.bench import CPU_MODELS, GPU_MODELS, TRAIN_MODES, bench_models, bench_protocols_to
+from benchmark.tools.bench import TRAIN_MODES, bench_models, bench_protocols_to, cpu_models, gpu_models
 from models import list_models
 
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     cuda = torch.cuda.is_available()
-    names = args.models or list(GPU_MODELS if cuda else CPU_MODELS)
+    names = args.models or list(gpu_models() if cuda else cpu_models())
     mode_models = args.mode_models if args.mode_models is not None else ["msfsnet" if cuda else "msfsnet_tiny"]
     unknown = sorted((set(names) | set(mode_models)) - set(list_models()))
     if unknown:

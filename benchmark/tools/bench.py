@@ -44,7 +44,7 @@ from benchmark.scoring.protocol import score
 from benchmark.tools.complexity import count_macs, cpu_name, device_slug, machine, median_seconds
 from benchmark.training.schedule import build_optimizer
 from benchmark.training.step import TrainStep, training_runner
-from models import create_model
+from models import create_model, list_models
 
 
 def _pair() -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,10 +350,16 @@ def render_bench_markdown(payload: dict) -> str:
     return "\n".join(lines)
 
 
-CPU_MODELS = ("identity", "mimo_unet_tiny", "nafnet_tiny", "hinet_tiny", "mprnet_tiny", "msfsnet_tiny")
-"""What ``bench models`` measures on a CPU: the sizes the CPU pipeline trains."""
-GPU_MODELS = ("mimo_unet", "mimo_unet_plus", "nafnet_w32", "nafnet_w64", "hinet", "mprnet", "msfsnet")
-"""What it measures on CUDA: the released sizes."""
+def cpu_models() -> tuple[str, ...]:
+    """What ``bench models`` measures on a CPU: identity and every CPU-sized (``*_tiny``) model of the registry."""
+    return ("identity", *sorted(n for n in list_models() if n.endswith("_tiny")))
+
+
+def gpu_models() -> tuple[str, ...]:
+    """What it measures on CUDA: every registered model with released weights (its conf file's ``release``)."""
+    from benchmark.core.config import load_config
+
+    return tuple(n for n in list_models() if load_config([f"model={n}"]).model.release is not None)
 
 
 def bench_protocols_to(layout: Layout, repeats: int) -> Path:
