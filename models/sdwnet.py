@@ -6,13 +6,14 @@ Upstream: https://github.com/FlyEgle/SDWNet at 8e30226 (the network is class ``A
 ``model/NTIRE2021_Deblur/uniA_ELU/model_stage1_dual_branch_tail.py``, its layers in ``.../uniA_ELU/layerlib_stage1/``
 ``convolution.py`` and ``atrous_block_padding.py``; the GoPro run is ``goprol_train.sh`` -> ``train_goprol.py`` with
 ``config/paper_prepare/deblur_param/goprol_pretrain_500_from_new_new_best.yaml``, inference ``inference_ddp.py`` with
-``config/inference/paper/goprol_base.yaml``). This file is a re-implementation, not a copy.
+``config/inference/paper/goprol_base.yaml``, as committed pointed at a RealBlur-R checkpoint and image list). This
+file is a re-implementation, not a copy.
 
 No weights are released (the authors in the release's issues #1 and #7), so this model is trainable only: its conf
 has ``release: null`` and there is no ``checkpoint=release``.
 
 Both scripts build ``AtrousNet_SRCNN_tail(3, 3, num_blocks=16, d_mult=32, efficientattention=False,
-gcattention=False)`` (``train_goprol.py`` l. 175-183, ``inference_ddp.py`` l. 323-330; ``NUM_BLOCKS: 16``,
+gcattention=False)`` (``train_goprol.py`` l. 175-183, ``inference_ddp.py`` l. 323-331; ``NUM_BLOCKS: 16``,
 ``WIDTH: 32`` in both configs), 10,748,803 parameters (measured with the release's class), all convolutions without
 bias except the three of the wavelet branch. With width ``d`` (32):
 
@@ -60,9 +61,10 @@ Release scoring (cannot be expressed with today's ScoringProtocol keys; recorded
       (0.01 * 255)^2, C2 = (0.03 * 255)^2): per channel, Gaussian weighting with sigma 1.5, truncate 3.5 (an 11x11
       window, ``scipy.ndimage.gaussian_filter``, mode ``reflect``), the local variances and covariance multiplied by
       the sample-covariance factor NP / (NP - 1) with NP = 11^2 = 121, the SSIM map cropped by 5 px on each side and
-      averaged; then the mean over the three channels, and over images. (Wang's SSIM on RGB or Y with population
-      covariance is what the official protocols use; the YCrCb average with its flat chroma channels scores higher.)
-    * RealBlur: ``eavlute_realblur.py`` is MPRNet's ``evaluate_RealBlur.py`` with two changes in ``image_align``
+      averaged; then the mean over the three channels, and over images. The dataset's protocol
+      (``conf/dataset/gopro.yaml``) scores PSNR on RGB and Wang's SSIM with population covariance; per
+      ``../shared/reference/releases.md`` this YCrCb / sample-covariance SSIM explains the paper's 0.966.
+    * RealBlur: ``eavlute_realblur.py`` is MPRNet's ``evaluate_RealBlur.py`` with three changes in ``image_align``
       (l. 15-62): ECC ``termination_eps = 1e-8`` (l. 29) and ``gaussFiltSize=3`` (l. 36), and a failed
       ``cv2.findTransformECC`` keeps the identity warp (``try``/``except``, l. 35-39). Otherwise as MPRNet: PNGs read
       with ``cv2.imread``, converted to RGB, float32 / 255; intensity matching ``zs = (sum(x z) / sum(z z)) z``,
