@@ -5,6 +5,7 @@ Importing this package registers every model: ``create_model(name, **overrides)`
 
 from models import dbgan as _dbgan  # noqa: F401  (registers)
 from models import deblurgan as _deblurgan  # noqa: F401
+from models import deblurganv2 as _deblurganv2  # noqa: F401
 from models import deepdeblur as _deepdeblur  # noqa: F401
 from models import dmphn as _dmphn  # noqa: F401
 from models import hinet as _hinet  # noqa: F401

@@ -181,4 +181,4 @@ def test_checkpoint_release_loads_every_published_checkpoint_of_every_model(tmp_
             seen.append((conf.stem, train))
     assert ("msfsnet", "realblur_j") in seen and ("msfsnet", "realblur_r") in seen
     assert ("mimo_unet_plus", "realblur_r") in seen and ("dmphn", "gopro") in seen and ("dmphn_1_2_4", "gopro") in seen
-    assert len(seen) == 18  # 13 + deepdeblur, deblurgan, deblurgan_wild, dbgan, mtrnn
+    assert len(seen) == 22  # 13 + deepdeblur, deblurgan, deblurgan_wild, dbgan, mtrnn, deblurganv2 x3, _mobilenet

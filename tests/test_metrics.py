@@ -170,7 +170,7 @@ def test_unknown_ssim_variant_lists_known_ones() -> None:
     x = _rgb(1, 3, 16, 16)
     with pytest.raises(ValueError, match=r"unknown ssim variant 'matlab'; known variants: gaussian2d, matlab3d"):
         ssim(x, x, variant="matlab")
-    assert set(SSIM_VARIANTS) == {"gaussian2d", "matlab3d"}
+    assert set(SSIM_VARIANTS) == {"gaussian2d", "matlab3d", "ycrcb_sample"}
 
 
 # --- matlab3d: MATLAB's ssim() on an H x W x 3 uint8 array --------------------------------------------------------

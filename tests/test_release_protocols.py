@@ -350,3 +350,19 @@ def test_deblurgan_protocol_runs_the_network_in_train_mode_seeded_as_its_release
     assert torch.equal(first, second) and torch.equal(first, expected)
     assert (first - deterministic).abs().max() > 1e-3  # dropout is live
     assert protocol.inference != _official("gopro").inference  # never shares the eval-mode inference
+
+
+def test_a_train_mode_protocol_leaves_batchnorm_statistics_for_the_official_one() -> None:
+    """DeblurGAN-v2 tests in train mode; its BatchNorm backbone would update its running statistics, which the
+    official (eval-mode) protocol of the same pass reads: they are restored after every train-mode inference."""
+    protocol = _release_protocol("deblurganv2", "gopro")
+    assert protocol.network_mode == "train"
+    torch.manual_seed(6)
+    model = create_model("deblurganv2_tiny").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loader = _loader(2, 64)
+    both = score_protocols(model, loader, (_official("gopro"), protocol), progress=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    torch.manual_seed(6)
+    alone = score_model(create_model("deblurganv2_tiny"), loader, _official("gopro"), progress=False)
+    assert both[0].values == alone.values and both[1].values != alone.values

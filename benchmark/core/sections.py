@@ -17,7 +17,7 @@ from benchmark.core.schema import require
 
 Augment = Literal["none", "hflip", "flips", "dihedral"]
 """``benchmark.data.augment.AUGMENTATIONS``."""
-SsimVariant = Literal["gaussian2d", "matlab3d"]
+SsimVariant = Literal["gaussian2d", "matlab3d", "ycrcb_sample"]
 """``benchmark.scoring.metrics.SSIM_VARIANTS``."""
 Align = Literal["none", "ecc"]
 """``none``, or RealBlur's ECC alignment (``benchmark.scoring.realblur``)."""
@@ -83,7 +83,17 @@ class ScoringProtocol:
             torchvision's ``save_image`` since 0.3, ``to_pil_image(x + 0.5 / 255)`` of MIMO-UNet and MSFS-Net);
             ``uint8_floor`` = truncated (``floor(255 x)``: torchvision 0.2's ``save_image``, DMPHN's test script);
             ``none`` = clamp only (MIMO-UNet's ``eval.py``).
-        ssim_variant: The SSIM of the ``ssim`` column (``benchmark.scoring.metrics.SSIM_VARIANTS``).
+        ssim_variant: The SSIM of the ``ssim`` column (``benchmark.scoring.metrics.SSIM_VARIANTS``): ``gaussian2d``
+            (Wang et al.'s, on RGB), ``matlab3d`` (MATLAB's ``ssim`` on the H x W x 3 volume), or ``ycrcb_sample``:
+            SDWNet's (FlyEgle/SDWNet@8e30226 ``utils/calc_psnr_ssim_official.py`` l. 43-47, ``main_sr_hr_pool``)
+            scikit-image ``structural_similarity(multichannel=True, gaussian_weights=True,
+            use_sample_covariance=True)`` on the uint8 planes of ``cv2.cvtColor(img, COLOR_BGR2YCR_CB)``: per
+            (Y, Cr, Cb) channel an 11x11 Gaussian window (sigma 1.5), sample covariance (factor 121/120), data range
+            255, a 5 px crop of the map, then the mean over the three channels.
+        psnr_on: What the ``psnr`` column compares: ``rgb`` (all three channels), or ``y_ycrcb``: the uint8 Y plane of
+            OpenCV's YCrCb (``cv2.cvtColor(img, COLOR_BGR2YCR_CB)[:, :, 0]``, full range, ``(4899 R + 9617 G + 1868 B
+            + 8192) >> 14``), data range 255, as SDWNet's ``utils/calc_psnr_ssim_official.py`` l. 43-46 scores it.
+            ``y_ycrcb`` and ``ycrcb_sample`` convert 8-bit values, so they need a ``quantize`` other than ``none``.
         align: ``none``, or ``ecc``: RealBlur's ``evaluation_RealBlur_ecc.py`` (intensity matching, ECC homography
             alignment, masked PSNR and SSIM).
         crop_border: Pixels removed from each border before scoring.
@@ -102,6 +112,7 @@ class ScoringProtocol:
     quantize: Quantize
     ssim_variant: SsimVariant
     align: Align = "none"
+    psnr_on: Literal["rgb", "y_ycrcb"] = "rgb"
     crop_border: int = 0
     extra_ssim_variants: tuple[SsimVariant, ...] = ()
     tile: int | None = None
@@ -121,13 +132,23 @@ class ScoringProtocol:
             f"{list(self.extra_ssim_variants)} must be other variants than ssim_variant {self.ssim_variant!r}, "
             "each once",
         )
+        uses_ycrcb = self.psnr_on == "y_ycrcb" or "ycrcb_sample" in (self.ssim_variant, *self.extra_ssim_variants)
+        require(
+            not uses_ycrcb or self.quantize != "none",
+            f"{prefix}.quantize",
+            "psnr_on y_ycrcb and ssim variant ycrcb_sample convert 8-bit images (cv2.cvtColor on uint8): set a "
+            "quantize other than none",
+        )
         if self.align == "ecc":
             # RealBlur's official protocol fixes both metrics (masked after alignment); nothing else is defined there.
             require(
-                self.ssim_variant == "gaussian2d" and not self.extra_ssim_variants and self.crop_border == 0,
+                self.ssim_variant == "gaussian2d"
+                and not self.extra_ssim_variants
+                and self.crop_border == 0
+                and self.psnr_on == "rgb",
                 f"{prefix}.align",
-                "ecc (RealBlur's protocol) scores its own masked Gaussian SSIM: set ssim_variant gaussian2d, no "
-                "extra_ssim_variants and crop_border 0",
+                "ecc (RealBlur's protocol) scores its own masked RGB PSNR and Gaussian SSIM: set ssim_variant "
+                "gaussian2d, no extra_ssim_variants, psnr_on rgb and crop_border 0",
             )
 
     @property
@@ -163,8 +184,9 @@ class ScoringProtocol:
                 "with a 5 px border crop"
             )
         extra = "".join(f"; second SSIM column `{v}`" for v in self.extra_ssim_variants)
+        on = "RGB" if self.psnr_on == "rgb" else "the Y of OpenCV's 8-bit YCrCb"
         text = (
-            f"{q}{run}; PSNR on RGB; SSIM variant `{self.ssim_variant}`{extra}; alignment: {self.align}; "
+            f"{q}{run}; PSNR on {on}; SSIM variant `{self.ssim_variant}`{extra}; alignment: {self.align}; "
             f"border crop: {self.crop_border} px"
         )
         return f"{text} (follows {self.source})" if self.source else text

@@ -31,9 +31,12 @@ def restore(model: nn.Module, lq: Tensor, protocol: ScoringProtocol) -> Tensor:
 
 
 def _in_train_mode(model: nn.Module, lq: Tensor, seed: int, run: Callable[[], Tensor]) -> Tensor:
-    """``run()`` with ``model`` in train mode and torch's generators seeded with ``seed`` (restored afterwards, as is
-    the model's mode): a release's stochastic test-time output, reproducibly."""
+    """``run()`` with ``model`` in train mode and torch's generators seeded with ``seed``: a release's stochastic
+    test-time output, reproducibly. The generators, the model's mode and its buffers are restored afterwards: train-mode
+    BatchNorm updates its running statistics (DeblurGAN-v2's backbones), which must not leak into an eval-mode
+    protocol scored on the same model in the same pass (train mode never reads them, so outputs are unaffected)."""
     was_training = model.training
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
     devices = [lq.device] if lq.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -42,3 +45,5 @@ def _in_train_mode(model: nn.Module, lq: Tensor, seed: int, run: Callable[[], Te
             return run()
         finally:
             model.train(was_training)
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])

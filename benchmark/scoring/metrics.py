@@ -12,6 +12,12 @@ PSNR is computed here, in float64, as ``10 log10(1 / mse)``, not with ``piq.psnr
 35 dB, 4e-4 dB at 40 dB, 2.8e-3 dB at 48 dB), so it would miss the 1e-4 parity with scikit-image on RealBlur-R, whose
 scores reach 36-39 dB. The only deviation from scikit-image: the MSE is floored at 1e-10, so identical images score
 100 dB instead of ``inf`` and batch means stay finite.
+
+SDWNet's scoring (FlyEgle/SDWNet@8e30226 ``utils/calc_psnr_ssim_official.py`` l. 39-48) works in OpenCV's 8-bit
+YCrCb: :func:`ycrcb_uint8` is ``cv2.cvtColor(img, COLOR_BGR2YCR_CB)`` on uint8 images in OpenCV's integer arithmetic
+(equal to OpenCV 5.0.0 on all 2^24 colours), :func:`psnr_y` its PSNR on Y, and the ``ycrcb_sample`` SSIM variant
+its sample-covariance Gaussian SSIM on the three YCrCb planes. ``tests/test_sdwnet_protocol.py`` checks both against
+the release's own functions.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ __all__ = [
     "SSIM_VARIANTS",
     "check_pair",
     "psnr",
+    "psnr_y",
     "quantize_uint8",
     "quantize_uint8_floor",
     "quantize_uint8_half_up",
     "ssim",
+    "ycrcb_uint8",
 ]
 
 _GAUSSIAN_WINDOW = 11
@@ -74,29 +82,37 @@ def quantize_uint8_floor(x: Tensor) -> Tensor:
     return x.clamp(0.0, 1.0).mul(255.0).floor().div(255.0)
 
 
+def _check_type(name: str, t: object) -> None:
+    if not isinstance(t, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 4 or t.shape[1] != 3:
+        raise ValueError(f"{name} must be an (N, 3, H, W) RGB batch, got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor with values in [0, 1], got dtype {t.dtype}")
+
+
+def _check_values(name: str, t: Tensor) -> None:
+    # isfinite first: NaN compares false with both bounds and would slip through a min/max test.
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    lo, hi = t.min().item(), t.max().item()
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{name} values must lie in [0, 1], got min {lo:.6g} and max {hi:.6g}; "
+            "clamp/quantize network outputs (quantize_uint8) and scale 8-bit images by 1/255 first"
+        )
+
+
 def check_pair(pred: Tensor, target: Tensor) -> None:
     """Raise ValueError unless ``pred`` and ``target`` are same-shape (N, 3, H, W) float batches in [0, 1]."""
     for name, t in (("pred", pred), ("target", target)):
-        if not isinstance(t, Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4 or t.shape[1] != 3:
-            raise ValueError(f"{name} must be an (N, 3, H, W) RGB batch, got shape {tuple(t.shape)}")
-        if t.numel() == 0:
-            raise ValueError(f"{name} is empty, got shape {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating tensor with values in [0, 1], got dtype {t.dtype}")
+        _check_type(name, t)
     if pred.shape != target.shape:
         raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
     for name, t in (("pred", pred), ("target", target)):
-        # isfinite first: NaN compares false with both bounds and would slip through a min/max test.
-        if not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains NaN or inf")
-        lo, hi = t.min().item(), t.max().item()
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(
-                f"{name} values must lie in [0, 1], got min {lo:.6g} and max {hi:.6g}; "
-                "clamp/quantize network outputs (quantize_uint8) and scale 8-bit images by 1/255 first"
-            )
+        _check_values(name, t)
 
 
 MSE_FLOOR = 1e-10
@@ -122,6 +138,78 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
     check_pair(pred, target)
     mse = (pred.double() - target.double()).pow(2).mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(1.0 / mse.clamp_min(MSE_FLOOR))
+
+
+_GRID_TOLERANCE = 1e-3
+"""How far (in 0-255 units) a value may lie from the 8-bit grid: float32 ``k / 255`` is within 2e-5 of it."""
+
+# OpenCV's fixed-point YCrCb (imgproc color_yuv: yuv_shift 14, R2Y 4899, G2Y 9617, B2Y 1868, YCRI 11682, YCBI 9241,
+# CV_DESCALE(x, 14) = (x + 2^13) >> 14, chroma offset 128 << 14, saturate_cast<uchar>).
+_YUV_SHIFT = 14
+_R2Y, _G2Y, _B2Y = 4899, 9617, 1868
+_YCRI, _YCBI = 11682, 9241
+
+
+def ycrcb_uint8(x: Tensor, name: str = "image") -> Tensor:
+    """OpenCV's 8-bit YCrCb of an RGB batch on the 8-bit grid, exactly as ``cv2.cvtColor`` computes it on uint8.
+
+    ``cv2.cvtColor(bgr_uint8, cv2.COLOR_BGR2YCR_CB)`` (or ``COLOR_RGB2YCrCb`` on RGB; the same numbers) in OpenCV's
+    integer arithmetic, with ``d(v) = (v + 2^13) >> 14`` (an arithmetic shift): ``Y = d(4899 R + 9617 G + 1868 B)``,
+    ``Cr = d((R - Y) 11682 + 128 * 2^14)``, ``Cb = d((B - Y) 9241 + 128 * 2^14)`` from the rounded ``Y``, saturated
+    to 0..255. That is the full-range BT.601 ``Y = 0.299 R + 0.587 G + 0.114 B``, ``Cr = 0.713 (R - Y) + 128``,
+    ``Cb = 0.564 (B - Y) + 128`` in 14-bit fixed point, rounded half up. Equal to OpenCV 5.0.0's ``cvtColor`` on
+    every one of the 2^24 colours. Pure red, green, blue -> (Y, Cr, Cb) (76, 255, 85), (150, 21, 43), (29, 107, 255).
+
+    Args:
+        x: (N, 3, H, W) RGB float batch with values ``k / 255`` (what ``quantize_uint8`` and 8-bit images give).
+        name: what ``x`` is called in error messages.
+
+    Returns:
+        (N, 3, H, W) float64 planes (Y, Cr, Cb) in OpenCV's channel order, integer values in 0..255 (not scaled).
+
+    Raises:
+        ValueError: ``x`` is not such a batch, or a value lies off the 8-bit grid (quantize first).
+    """
+    _check_type(name, x)
+    _check_values(name, x)
+    scaled = x.double() * 255.0
+    levels = scaled.round()
+    off = (scaled - levels).abs().max().item()
+    if off > _GRID_TOLERANCE:
+        raise ValueError(
+            f"{name} is not on the 8-bit grid (a value lies {off:.3g} grey levels off it); OpenCV's YCrCb is computed "
+            "on uint8 images: quantize (quantize_uint8) first"
+        )
+    r, g, b = levels.long().unbind(dim=1)
+    half, delta = 1 << (_YUV_SHIFT - 1), 128 << _YUV_SHIFT
+    y = (_R2Y * r + _G2Y * g + _B2Y * b + half) >> _YUV_SHIFT
+    cr = (((r - y) * _YCRI + delta + half) >> _YUV_SHIFT).clamp(0, 255)
+    cb = (((b - y) * _YCBI + delta + half) >> _YUV_SHIFT).clamp(0, 255)
+    return torch.stack((y, cr, cb), dim=1).double()
+
+
+def psnr_y(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-image PSNR on the Y plane of OpenCV's 8-bit YCrCb (:func:`ycrcb_uint8`), data range 255.
+
+    SDWNet's ``peak_signal_noise_ratio(sr_Y, hr_Y)`` on uint8 planes (FlyEgle/SDWNet@8e30226
+    ``utils/calc_psnr_ssim_official.py`` l. 46): ``10 log10(255^2 / mse)`` in float64 with the MSE of the integer Y
+    values; as :func:`psnr`, the MSE is floored at ``1e-10`` (in [0, 1] units), so identical images give 100 dB.
+
+    Args:
+        pred: restored batch (N, 3, H, W), RGB, values on the 8-bit grid in [0, 1].
+        target: ground-truth batch of the same shape and range.
+
+    Returns:
+        (N,) float64 PSNR in dB, at most 100.
+
+    Raises:
+        ValueError: as :func:`psnr`, or values off the 8-bit grid.
+    """
+    check_pair(pred, target)
+    y_pred = ycrcb_uint8(pred, "pred")[:, 0]
+    y_target = ycrcb_uint8(target, "target")[:, 0]
+    mse = (y_pred - y_target).pow(2).mean(dim=(1, 2))
+    return 10.0 * torch.log10(255.0**2 / mse.clamp_min(MSE_FLOOR * 255.0**2))
 
 
 def _ssim_gaussian2d(pred: Tensor, target: Tensor) -> Tensor:
@@ -172,9 +260,55 @@ def _ssim_matlab3d(pred: Tensor, target: Tensor) -> Tensor:
     return ssim_map.mean(dim=(1, 2, 3, 4))
 
 
+_SKIMAGE_SIGMA = 1.5
+_SKIMAGE_RADIUS = 5
+"""scikit-image's ``gaussian_weights=True``: ``truncate = 3.5``, radius ``int(3.5 * 1.5 + 0.5) = 5``, window 11."""
+
+
+def _scipy_gauss_taps(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``scipy.ndimage._gaussian_kernel1d(1.5, 0, 5)``: ``exp(-0.5 / sigma^2 x^2)``, normalised to sum 1."""
+    x = torch.arange(-_SKIMAGE_RADIUS, _SKIMAGE_RADIUS + 1, dtype=dtype, device=device)
+    taps = torch.exp(-0.5 / (_SKIMAGE_SIGMA * _SKIMAGE_SIGMA) * x**2)
+    return taps / taps.sum()
+
+
+def _gauss2d_valid(planes: Tensor) -> Tensor:
+    """Separable 11x11 Gaussian of (M, 1, H, W), rows then columns as ``gaussian_filter``, valid part only.
+
+    The valid part is what scikit-image's 5 px crop of the SSIM map keeps, so ``mode="reflect"`` never matters.
+    """
+    taps = _scipy_gauss_taps(planes.dtype, planes.device)
+    out = F.conv2d(planes, taps.view(1, 1, -1, 1))
+    return F.conv2d(out, taps.view(1, 1, 1, -1))
+
+
+def _ssim_ycrcb_sample(pred: Tensor, target: Tensor) -> Tensor:
+    """SDWNet's SSIM on OpenCV's 8-bit YCrCb with sample covariance: (N, 3, H, W) float64 in [0, 1] -> (N,)."""
+    h, w = pred.shape[-2:]
+    window = 2 * _SKIMAGE_RADIUS + 1
+    if min(h, w) < window:
+        raise ValueError(
+            f"ssim variant 'ycrcb_sample' needs images of at least {window}x{window} pixels (scikit-image's "
+            f"{window}x{window} Gaussian window), got {h}x{w}"
+        )
+    n = pred.shape[0]
+    x = ycrcb_uint8(pred, "pred").reshape(n * 3, 1, h, w)
+    y = ycrcb_uint8(target, "target").reshape(n * 3, 1, h, w)
+    cov_norm = window**2 / (window**2 - 1)  # use_sample_covariance=True: NP / (NP - 1), NP = 121
+    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2  # data range 255 from the uint8 dtype
+    ux, uy = _gauss2d_valid(x), _gauss2d_valid(y)
+    uxx, uyy, uxy = _gauss2d_valid(x * x), _gauss2d_valid(y * y), _gauss2d_valid(x * y)
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    return ssim_map.mean(dim=(1, 2, 3)).view(n, 3).mean(dim=1)
+
+
 SSIM_VARIANTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "gaussian2d": _ssim_gaussian2d,
     "matlab3d": _ssim_matlab3d,
+    "ycrcb_sample": _ssim_ycrcb_sample,
 }
 """SSIM implementations by name. Each maps validated float64 (N, 3, H, W) batches in [0, 1] to (N,) scores and checks
 its own size requirements (see ``ssim`` for what each computes)."""
@@ -193,6 +327,12 @@ def ssim(pred: Tensor, target: Tensor, variant: str = "gaussian2d") -> Tensor:
         filtered by an 11x11x11 Gaussian (sigma 1.5, ``filtRadius = ceil(3 sigma)``) with replicate padding in all
         three dimensions, dynamic range 255 (K1 0.01, K2 0.03), population variances, and the mean over the whole
         same-size map. Any size works (no valid-filtering crop).
+        ``ycrcb_sample``: SDWNet's (FlyEgle/SDWNet@8e30226 ``utils/calc_psnr_ssim_official.py`` l. 47)
+        ``structural_similarity(sr, hr, multichannel=True, gaussian_weights=True, use_sample_covariance=True)`` on
+        the uint8 (Y, Cr, Cb) planes of ``cv2.cvtColor(img, COLOR_BGR2YCR_CB)`` (:func:`ycrcb_uint8`; values must lie
+        on the 8-bit grid): per plane, in 0-255 units, an 11x11 Gaussian window (sigma 1.5, truncate 3.5), local
+        variances and covariance times the sample factor 121/120, C1 = (0.01 * 255)^2, C2 = (0.03 * 255)^2, the map
+        cropped by 5 px and averaged; then the mean over the three planes. At least 11x11 pixels.
 
     Args:
         pred: restored batch (N, 3, H, W), RGB, values in [0, 1].

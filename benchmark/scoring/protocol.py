@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 
 from benchmark.core.sections import ScoringProtocol
-from benchmark.scoring.metrics import psnr, quantize_uint8, quantize_uint8_floor, quantize_uint8_half_up, ssim
+from benchmark.scoring.metrics import (
+    psnr,
+    psnr_y,
+    quantize_uint8,
+    quantize_uint8_floor,
+    quantize_uint8_half_up,
+    ssim,
+)
 from benchmark.scoring.realblur import realblur_scores
 
 QUANTIZERS = {
@@ -20,7 +27,8 @@ QUANTIZERS = {
 def score(pred: torch.Tensor, gt: torch.Tensor, protocol: ScoringProtocol) -> dict[str, torch.Tensor]:
     """Per-image scores of a restored batch under ``protocol``; inputs (N, 3, H, W) in [0, 1], outputs (N,) each.
 
-    Keys: ``protocol.metrics``: ``psnr``, ``ssim`` (the protocol's ``ssim_variant``), and ``ssim_<variant>`` for every
+    Keys: ``protocol.metrics``: ``psnr`` (on RGB, or with ``psnr_on: y_ycrcb`` on the Y of OpenCV's 8-bit YCrCb,
+    ``psnr_y``), ``ssim`` (the protocol's ``ssim_variant``), and ``ssim_<variant>`` for every
     extra variant. Under ``align: ecc`` both come from ``realblur_scores`` (RealBlur's aligned, masked protocol).
     """
     pred = QUANTIZERS[protocol.quantize](pred)
@@ -33,7 +41,8 @@ def score(pred: torch.Tensor, gt: torch.Tensor, protocol: ScoringProtocol) -> di
     if protocol.crop_border:
         b = protocol.crop_border
         pred, gt = pred[..., b:-b, b:-b], gt[..., b:-b, b:-b]
-    scores = {"psnr": psnr(pred, gt), "ssim": ssim(pred, gt, variant=protocol.ssim_variant)}
+    psnr_fn = psnr_y if protocol.psnr_on == "y_ycrcb" else psnr
+    scores = {"psnr": psnr_fn(pred, gt), "ssim": ssim(pred, gt, variant=protocol.ssim_variant)}
     for variant in protocol.extra_ssim_variants:
         scores[f"ssim_{variant}"] = ssim(pred, gt, variant=variant)
     return scores
