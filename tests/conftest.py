@@ -8,6 +8,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 
+import math
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,18 @@ def _protocol_scores(protocol, scores: dict[str, list[float]], names: tuple[str,
         scores=values,
         intervals={k: bootstrap_ci(v) for k, v in values.items()},
     )
+
+
+def seeded_state(model: torch.nn.Module, seed: int = 1, *, weight_scale: float = 0.7) -> dict[str, torch.Tensor]:
+    """Deterministic float64 weights for ``model``'s keys, independent of torch's init code and of key order, as the
+    parity tests' golden values were computed with: drawn from one generator seeded ``seed`` in sorted-key order;
+    weights N(0, 1) x ``weight_scale`` / sqrt(fan), biases N(0, 1) x 0.1, where fan is the product of all dimensions
+    but the first."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key in sorted(shapes):
+        shape = shapes[key]
+        value = torch.randn(shape, generator=gen, dtype=torch.float64)
+        state[key] = value * (weight_scale / math.sqrt(math.prod(shape[1:]))) if len(shape) > 1 else 0.1 * value
+    return state

@@ -25,20 +25,12 @@ from torch import nn
 
 from models import TrainOutput, create_model, load_checkpoint
 from models.dbgan import DBGAN
+from tests.conftest import seeded_state
 
 
-def _seeded_state(model: nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
-    """Deterministic float64 weights for ``model``'s keys, independent of torch's init code and of key order: drawn
-    from one generator in sorted-key order; weights N(0, 1) x 0.3 / sqrt(fan), biases N(0, 1) x 0.1, where fan is the
-    product of all dimensions but the first."""
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        value = torch.randn(shape, generator=gen, dtype=torch.float64)
-        state[key] = value * (0.3 / math.sqrt(math.prod(shape[1:]))) if len(shape) > 1 else 0.1 * value
-    return state
+def _seeded_state(model: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """The weights the golden values were computed with (``tests.conftest.seeded_state``, weights scaled 0.3)."""
+    return seeded_state(model, seed, weight_scale=0.3)
 
 
 def _seeded_input() -> torch.Tensor:

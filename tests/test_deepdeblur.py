@@ -15,7 +15,6 @@ full resolution and 4.5e-13 at the coarser scales. In float32, against the relea
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +25,12 @@ from models import CheckpointError, TrainOutput, create_model, load_checkpoint, 
 from models.base import pad_to_multiple
 from models.checkpoint import WRAPPER_KEYS
 from models.deepdeblur import DeepDeblur, DeepDeblurTrainOutput, gaussian_pyramid
+from tests.conftest import seeded_state
 
 
-def _seeded_state(model: DeepDeblur, seed: int = 1) -> dict[str, torch.Tensor]:
-    """Deterministic float64 weights for ``model``'s keys: drawn from one generator in sorted-key order; weights
-    N(0, 1) x 0.7 / sqrt(fan), biases N(0, 1) x 0.1 (fan: the product of all dimensions but the first)."""
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        value = torch.randn(shape, generator=gen, dtype=torch.float64)
-        state[key] = value * (0.7 / math.sqrt(math.prod(shape[1:]))) if len(shape) > 1 else 0.1 * value
-    return state
+def _seeded_state(model: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """The weights the golden values were computed with (``tests.conftest.seeded_state``)."""
+    return seeded_state(model, seed)
 
 
 def _seeded_uint8() -> torch.Tensor:

@@ -10,7 +10,6 @@ files are needed here. With the released GoPro weights, the same comparison on t
 
 from __future__ import annotations
 
-import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from models import CheckpointError, TrainOutput, create_model, load_checkpoint
 from models.base import pad_to_multiple
 from models.checkpoint import read_module_folder
 from models.dmphn import DMPHN, PATCH_GRIDS, merge_patches, split_patches
+from tests.conftest import seeded_state
 
 RELEASE_ENCODER_KEYS = [
     f"{layer}.{p}"
@@ -69,18 +69,9 @@ RELEASE_DECODER_KEYS = [
 """The keys of the release's ``decoder_lv*.pkl`` files, in their order."""
 
 
-def _seeded_state(model: DMPHN, seed: int = 1) -> dict[str, torch.Tensor]:
-    """Deterministic float64 weights for ``model``'s keys, independent of torch's init code and of key order:
-    drawn from one generator in sorted-key order; weights N(0, 1) x 0.7 / sqrt(fan), biases N(0, 1) x 0.1, where
-    fan is the product of all dimensions but the first."""
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        value = torch.randn(shape, generator=gen, dtype=torch.float64)
-        state[key] = value * (0.7 / math.sqrt(math.prod(shape[1:]))) if len(shape) > 1 else 0.1 * value
-    return state
+def _seeded_state(model: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """The weights the golden values were computed with (``tests.conftest.seeded_state``)."""
+    return seeded_state(model, seed)
 
 
 def _seeded_input() -> torch.Tensor:

@@ -11,7 +11,6 @@ release's 0-255 output; ours is compared after x 255. Against the release's code
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -21,20 +20,12 @@ import torch
 from models import CheckpointError, create_model, load_checkpoint
 from models.base import TrainOutput, pad_to_multiple
 from models.mtrnn import MTRNN, RGB_MEAN, MTRNNTrainOutput
+from tests.conftest import seeded_state
 
 
-def _seeded_state(model: MTRNN, seed: int = 1) -> dict[str, torch.Tensor]:
-    """Deterministic float64 weights for ``model``'s keys (the two MeanShift convolutions included), independent of
-    torch's init code and of key order: drawn from one generator in sorted-key order; weights N(0, 1) x 0.7 /
-    sqrt(fan), biases N(0, 1) x 0.1, where fan is the product of all dimensions but the first."""
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        value = torch.randn(shape, generator=gen, dtype=torch.float64)
-        state[key] = value * (0.7 / math.sqrt(math.prod(shape[1:]))) if len(shape) > 1 else 0.1 * value
-    return state
+def _seeded_state(model: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """The weights the golden values were computed with (``tests.conftest.seeded_state``)."""
+    return seeded_state(model, seed)
 
 
 def _seeded_input() -> torch.Tensor:

@@ -16,14 +16,14 @@ no test on real weights. Neither the network nor the release files are needed he
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
 from models import TrainOutput, create_model, load_checkpoint
-from models.sdwnet import MIN_SIDE, SDWNet, dwt, iwt, release_ssim
+from models.sdwnet import MIN_SIDE, dwt, iwt, release_ssim
+from tests.conftest import seeded_state
 
 PARAMS = {"sdwnet": 10_748_803, "sdwnet_tiny": 424_819}
 
@@ -40,18 +40,9 @@ def _release_keys(num_blocks: int) -> list[str]:
     return [*keys, "output_layer.0.conv.weight", "output_layer.1.conv.weight"]
 
 
-def _seeded_state(model: SDWNet, seed: int = 1) -> dict[str, torch.Tensor]:
-    """Deterministic float64 weights for ``model``'s keys, independent of torch's init code and of key order:
-    drawn from one generator in sorted-key order; weights N(0, 1) x 0.7 / sqrt(fan), biases N(0, 1) x 0.1, where
-    fan is the product of all dimensions but the first."""
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        value = torch.randn(shape, generator=gen, dtype=torch.float64)
-        state[key] = value * (0.7 / math.sqrt(math.prod(shape[1:]))) if len(shape) > 1 else 0.1 * value
-    return state
+def _seeded_state(model: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """The weights the golden values were computed with (``tests.conftest.seeded_state``)."""
+    return seeded_state(model, seed)
 
 
 def _seeded_input(n: int, h: int, w: int) -> torch.Tensor:
