@@ -31,7 +31,7 @@ class TrainOutput:
     restored: Tensor
 
 
-PAD_MODES = ("reflect", "zero")
+PAD_MODES = ("reflect", "zero", "replicate")
 """How ``forward`` pads an input to the architecture's multiple (``DeblurModel.pad_mode``)."""
 
 
@@ -40,7 +40,8 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "reflect") -> tuple[Te
 
     ``reflect`` (MPRNet's and Restormer's test scripts on RealBlur, MSFS-Net's ``eval_R.py``) keeps image statistics
     at the border; an input too small to reflect falls back to replicate padding. ``zero`` is NAFNet's and HINet's
-    ``check_image_size``.
+    ``check_image_size``. ``replicate`` repeats the last row and column (``np.pad(..., 'edge')`` of the TensorFlow
+    releases' test scripts, SRN and PSS-NSC).
     """
     if mode not in PAD_MODES:
         raise ValueError(f"pad mode must be one of {', '.join(PAD_MODES)}, got {mode!r}")
@@ -50,6 +51,8 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "reflect") -> tuple[Te
         return x, (h, w)
     if mode == "zero":
         return F.pad(x, (0, pw, 0, ph)), (h, w)
+    if mode == "replicate":
+        return F.pad(x, (0, pw, 0, ph), mode="replicate"), (h, w)
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 

@@ -6,17 +6,22 @@ Formats (``torch.load(..., weights_only=True)`` for all: a checkpoint can never 
 - ``{"state_dict": state_dict, ...}``: MPRNet (keys may carry DataParallel's ``module.`` prefix, stripped here);
 - a bare state dict;
 - a folder of bare state dicts, one ``<module>.pkl`` per submodule named in the model's ``release_modules`` (DMPHN's
-  ``encoder_lv1.pkl`` ... ``decoder_lv4.pkl``), read by ``read_module_folder`` into keys ``<module>.<key>``.
+  ``encoder_lv1.pkl`` ... ``decoder_lv4.pkl``), read by ``read_module_folder`` into keys ``<module>.<key>``;
+- a TensorFlow checkpoint (a prefix, its ``.index``, or a folder holding one: SRN, PSS-NSC), read without TensorFlow
+  by ``models.tfcheckpoint`` and mapped by the model's own ``convert_release(tensors, source)``.
 """
 
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from models.tfcheckpoint import TFCheckpointError, is_tf_checkpoint, read_tf_checkpoint
 
 WRAPPER_KEYS = ("model", "params", "state_dict", "params_ema", "G")
 
@@ -88,6 +93,26 @@ def read_module_folder(path: Path, modules: Sequence[str]) -> dict[str, Tensor]:
     return state
 
 
+SKIP_TF = re.compile(r"(/Adam(_\d+)?$|^beta[12]_power$|^Variable$|^global_step$)")
+"""TensorFlow checkpoint entries that are not weights: Adam's slots and powers, the step counter (``tf.train.Saver``
+saves every global variable); not read."""
+
+
+def read_tf_release(model: nn.Module, path: Path) -> dict[str, Tensor]:
+    """The TensorFlow checkpoint ``path`` as ``model``'s state dict, through the model's ``convert_release``."""
+    convert = getattr(model, "convert_release", None)
+    name = getattr(model, "registry_name", "") or type(model).__name__
+    if convert is None:
+        raise CheckpointError(
+            f"checkpoint {path} is a TensorFlow checkpoint, but model {name!r} is not a TensorFlow release (it has no "
+            "convert_release); give a PyTorch checkpoint"
+        )
+    try:
+        return convert(read_tf_checkpoint(path, skip=SKIP_TF), source=str(path))
+    except TFCheckpointError as err:
+        raise CheckpointError(str(err)) from err
+
+
 def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
     """Load ``path`` into ``model`` strictly; a mismatch lists missing and unexpected keys and shape differences.
 
@@ -95,7 +120,9 @@ def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
     ``release_modules`` (``read_module_folder``).
     """
     path = Path(path)
-    if path.is_dir():
+    if is_tf_checkpoint(path):
+        state = read_tf_release(model, path)
+    elif path.is_dir():
         modules = getattr(model, "release_modules", None)
         if not modules:
             name = getattr(model, "registry_name", "") or type(model).__name__

@@ -18,6 +18,7 @@ from benchmark.core.errors import ConfigError
 from benchmark.core.sections import ReleaseCheckpoint, ReleaseConfig
 from benchmark.evaluation.run import evaluate_run
 from models import CheckpointError, create_model, load_checkpoint, read_state_dict
+from tests.tfbundle import to_slim, write_tf_checkpoint
 
 
 def _release_file(path: Path, model_name: str, wrapper: str | None, *, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -142,9 +143,13 @@ def test_wrong_family_lists_missing_unexpected_and_shapes(tmp_path: Path) -> Non
 
 
 def _place_release(layout, name: str, published, model: torch.nn.Module) -> None:
-    """Write ``model``'s weights where and how the release publishes them (``format``: a wrapper key, ``bare``, or
-    ``modules``: a folder of one bare state dict per submodule, as DMPHN's eight files)."""
+    """Write ``model``'s weights where and how the release publishes them (``format``: a wrapper key, ``bare``,
+    ``modules``: a folder of one bare state dict per submodule, as DMPHN's eight files, or ``tensorflow``: a folder
+    holding a TF-slim checkpoint, ``tests.tfbundle``)."""
     path = layout.release_weights(name, published.file)
+    if published.format == "tensorflow":
+        write_tf_checkpoint(path / "deblur.model-523000", to_slim(model.state_dict()))
+        return
     if published.format == "modules":
         path.mkdir(parents=True)
         for module in model.release_modules:
@@ -181,4 +186,7 @@ def test_checkpoint_release_loads_every_published_checkpoint_of_every_model(tmp_
             seen.append((conf.stem, train))
     assert ("msfsnet", "realblur_j") in seen and ("msfsnet", "realblur_r") in seen
     assert ("mimo_unet_plus", "realblur_r") in seen and ("dmphn", "gopro") in seen and ("dmphn_1_2_4", "gopro") in seen
-    assert len(seen) == 22  # 13 + deepdeblur, deblurgan, deblurgan_wild, dbgan, mtrnn, deblurganv2 x3, _mobilenet
+    assert ("srn_color", "realblur_j") in seen and ("pssnsc", "gopro") in seen
+    # 13 + deepdeblur, deblurgan, deblurgan_wild, dbgan, mtrnn, deblurganv2 x3, _mobilenet, srn, srn_gray,
+    # srn_color x3, pssnsc
+    assert len(seen) == 28

@@ -89,6 +89,7 @@ def test_every_module_belongs_to_a_unit() -> None:
             "bench",
             "complexity",
             "configure",
+            "convert",
             "deblur",
             "evaluate",
             "fetch",

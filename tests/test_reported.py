@@ -77,7 +77,8 @@ def test_tables_put_reproduced_values_beside_reported_ones(tmp_path: Path) -> No
     assert float(cells[3]) == pytest.approx(1 / 10_001, rel=1e-3)  # every image worse: the smallest Monte Carlo p
     assert cells[4:6] == ["30.96", "0.939"]  # HIDE: no run, the reported value only
     # Methods the harness does not run keep their reported numbers.
-    assert "| SRN (Tao et al. 2018)† | 30.26 | 0.934 | – | 28.36 | 0.915 | – |" in t1
+    assert "| (Yuan, Su, and Ma 2020)† | 29.81 | 0.937 | – | – | – | – |" in t1
+    assert "| SRN (Tao et al. 2018) | 30.26 | 0.934 | – | 28.36 | 0.915 | – |" in t1  # ported, no run here
     assert "| DeblurGAN (Kupyn et al. 2018) | 28.70 | 0.858 | – | 24.51 | 0.871 | – |" in t1  # ported, no run here
     # ... and the footer says why they have no run.
     assert "- RADN (Purohit and Rajagopalan 2020): no public code found." in t1

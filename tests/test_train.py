@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from benchmark.core import atomic
+from benchmark.core.errors import ConfigError
 from benchmark.core.sections import SchedulerConfig
 from benchmark.data.dataset import PairedDataset
 from benchmark.data.identity import read_identity
@@ -62,6 +63,12 @@ def test_lr_schedules_known_values() -> None:
     assert lr_factor(0, cos, base_lr=1e-3, total_steps=100, steps_per_epoch=1) == pytest.approx(1.0)
     assert lr_factor(50, cos, base_lr=1e-3, total_steps=100, steps_per_epoch=1) == pytest.approx(0.505)
     assert lr_factor(100, cos, base_lr=1e-3, total_steps=100, steps_per_epoch=1) == pytest.approx(0.01)
+    # SRN's tf.train.polynomial_decay(1e-4, step, max_steps, end_learning_rate=0, power=0.3).
+    poly = SchedulerConfig(name="poly", power=0.3)
+    factors = [lr_factor(s, poly, base_lr=1e-4, total_steps=100, steps_per_epoch=1) for s in (0, 50, 99, 100, 150)]
+    assert factors == pytest.approx([1.0, 0.5**0.3, 0.01**0.3, 0.0, 0.0])
+    with pytest.raises(ConfigError, match="power"):
+        SchedulerConfig(name="poly", power=0.0).check("train.scheduler")
 
 
 def test_short_run_writes_checkpoints_and_mlflow_run(small_cfg) -> None:

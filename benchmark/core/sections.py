@@ -22,12 +22,12 @@ SsimVariant = Literal["gaussian2d", "matlab3d", "ycrcb_sample"]
 Align = Literal["none", "ecc"]
 """``none``, or RealBlur's ECC alignment (``benchmark.scoring.realblur``)."""
 Quantize = Literal["uint8", "uint8_half_up", "uint8_floor", "none"]
-Padding = Literal["model", "reflect", "zero"]
+Padding = Literal["model", "reflect", "zero", "replicate"]
 """``model`` = the model's own (its release's) padding; ``models.base.PAD_MODES`` implements the others."""
 Recipe = Literal["common", "published"]
 OptimizerName = Literal["adam", "adamw"]
 """``benchmark.training.schedule.OPTIMIZERS``."""
-SchedulerName = Literal["step", "cosine", "constant"]
+SchedulerName = Literal["step", "cosine", "constant", "poly"]
 """``benchmark.training.schedule.SCHEDULES``."""
 FetchLayout = Literal["gopro", "hide", "realblur_j", "realblur_r"]
 """``benchmark.data.layouts.LAYOUTS``."""
@@ -35,9 +35,10 @@ BlurFolder = Literal["blur", "blur_gamma"]
 DATASET_NAMES = ("gopro", "hide", "realblur_j", "realblur_r", "synthblur")
 """The datasets of ``conf/dataset/`` (``tests/test_config.py`` checks the list): keys of a release's checkpoints and
 protocols."""
-ReleaseFormat = Literal["model", "params", "state_dict", "params_ema", "G", "bare", "modules"]
-"""The key holding a release's state dict (``models.checkpoint.WRAPPER_KEYS``), ``bare``, or ``modules`` (a folder of
-one bare state dict per submodule, ``models.checkpoint.read_module_folder``)."""
+ReleaseFormat = Literal["model", "params", "state_dict", "params_ema", "G", "bare", "modules", "tensorflow"]
+"""The key holding a release's state dict (``models.checkpoint.WRAPPER_KEYS``), ``bare``, ``modules`` (a folder of
+one bare state dict per submodule, ``models.checkpoint.read_module_folder``), or ``tensorflow`` (a folder holding a
+TensorFlow checkpoint, ``models.tfcheckpoint``, converted by the model's ``convert_release``)."""
 Photo = Literal[
     "astronaut",
     "brick",
@@ -197,9 +198,10 @@ class ReleaseCheckpoint:
     """One published checkpoint of a model.
 
     Attributes:
-        file: File (or, for ``format: modules``, folder) name, placed at
+        file: File (or, for ``format: modules`` and ``tensorflow``, folder) name, placed at
             ``<paths.data>/external/checkpoints/<model>/<file>``.
-        format: The key holding the state dict in the file (``bare``: the file is the state dict; ``modules``: a
+        format: The key holding the state dict in the file (``bare``: the file is the state dict; ``tensorflow``: a
+            folder holding a TensorFlow checkpoint, as the release's ``checkpoints/<name>/``; ``modules``: a
             folder of one bare state dict per submodule, ``<module>.pkl``).
         train_size: The release's training crop (H = W): sets the TLC window.
         url: Where this file is published, when not the release's ``url``.
@@ -455,9 +457,11 @@ class SchedulerConfig:
     gamma: float = 0.5
     min_lr: float = 0.0
     warmup_epochs: int = 0
+    power: float = 1.0
 
     def check(self, prefix: str) -> None:
         _positive(self, prefix, "step_epochs")
+        require(self.power > 0, f"{prefix}.power", f"must be > 0, got {self.power}")
         require(0 < self.gamma <= 1, f"{prefix}.gamma", f"must lie in (0, 1], got {self.gamma}")
         require(self.min_lr >= 0, f"{prefix}.min_lr", f"must be >= 0, got {self.min_lr}")
         require(self.warmup_epochs >= 0, f"{prefix}.warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")

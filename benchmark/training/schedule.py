@@ -31,7 +31,19 @@ def _constant(step: int, cfg: SchedulerConfig, *, base_lr: float, span: int, ste
     return 1.0
 
 
-SCHEDULES: dict[str, Callable[..., float]] = {"step": _step_decay, "cosine": _cosine, "constant": _constant}
+def _poly(step: int, cfg: SchedulerConfig, *, base_lr: float, span: int, steps_per_epoch: int) -> float:
+    # tf.train.polynomial_decay (SRN-Deblur's models/model.py: power 0.3, end_learning_rate 0): from the base rate to
+    # min_lr as (1 - step / span) ** power, held at min_lr after the span.
+    floor = cfg.min_lr / base_lr
+    return floor + (1 - floor) * (1 - min(step, span) / span) ** cfg.power
+
+
+SCHEDULES: dict[str, Callable[..., float]] = {
+    "step": _step_decay,
+    "cosine": _cosine,
+    "constant": _constant,
+    "poly": _poly,
+}
 """``train.scheduler.name`` -> the multiplier after the warm-up, as a function of the steps since it ended."""
 
 
@@ -39,7 +51,8 @@ def lr_factor(step: int, cfg: SchedulerConfig, *, base_lr: float, total_steps: i
     """Multiplier of the base learning rate after ``step`` optimiser steps (a pure function, so resuming is exact).
 
     ``step``: the rate is multiplied by ``gamma`` every ``step_epochs`` epochs; ``cosine``: from the base rate to
-    ``min_lr`` over the run; ``constant``. Each follows a linear warm-up of ``warmup_epochs`` epochs.
+    ``min_lr`` over the run; ``constant``; ``poly``: ``(1 - t) ** power`` from the base rate to ``min_lr`` over the
+    run (TensorFlow's ``polynomial_decay``). Each follows a linear warm-up of ``warmup_epochs`` epochs.
     """
     warmup = cfg.warmup_epochs * steps_per_epoch
     if step < warmup:

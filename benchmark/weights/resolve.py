@@ -38,7 +38,7 @@ class Weights:
     Attributes:
         kind: ``pipeline`` (this pipeline's ``final.pt``), ``release`` (the authors' file), ``file`` (a path given
             with ``checkpoint=``), or ``none`` (a model without parameters: identity).
-        path: The file (a folder for a release of ``format: modules``), ``None`` for ``none``.
+        path: The file (a folder for a release of ``format: modules`` or ``tensorflow``), ``None`` for ``none``.
         train_dataset: The dataset the weights were trained on.
         train_size: A release's training crop (its ``train_size``), for the TLC window; ``None`` otherwise.
     """
@@ -80,9 +80,9 @@ def resolve_weights(
             )
         trained_on, published = release.checkpoint(train_dataset)
         path = layout.release_weights(model.name, published.file)
-        placed = path.is_dir() if published.format == "modules" else path.is_file()
-        if not placed:
-            what = "folder" if published.format == "modules" else "file"
+        folder = published.format in ("modules", "tensorflow")
+        if not (path.is_dir() if folder else path.is_file()):
+            what = "folder" if folder else "file"
             raise CheckpointError(
                 f"checkpoint=release: {path} does not exist. Download the {what} {published.file} from "
                 f"{published.url or release.url} ({release.source}) and place it there; data.dvc tracks that folder "
