@@ -18,6 +18,7 @@ from models import nafnet as _nafnet  # noqa: F401
 from models import pssnsc as _pssnsc  # noqa: F401
 from models import sdwnet as _sdwnet  # noqa: F401
 from models import srn as _srn  # noqa: F401
+from models import svrnn as _svrnn  # noqa: F401
 from models._registry import create_model, list_models, register_model
 from models.base import DeblurModel, LossTerms, TrainOutput
 from models.checkpoint import CheckpointError, load_checkpoint, read_state_dict

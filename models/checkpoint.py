@@ -8,7 +8,8 @@ Formats (``torch.load(..., weights_only=True)`` for all: a checkpoint can never 
 - a folder of bare state dicts, one ``<module>.pkl`` per submodule named in the model's ``release_modules`` (DMPHN's
   ``encoder_lv1.pkl`` ... ``decoder_lv4.pkl``), read by ``read_module_folder`` into keys ``<module>.<key>``;
 - a TensorFlow checkpoint (a prefix, its ``.index``, or a folder holding one: SRN, PSS-NSC), read without TensorFlow
-  by ``models.tfcheckpoint`` and mapped by the model's own ``convert_release(tensors, source)``.
+  by ``models.tfcheckpoint`` and mapped by the model's own ``convert_release(tensors, source)``;
+- a Caffe ``.caffemodel`` (Zhang et al. 2018), read without Caffe by ``models.caffemodel``, mapped the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from models.caffemodel import CaffeModelError, read_caffemodel
 from models.tfcheckpoint import TFCheckpointError, is_tf_checkpoint, read_tf_checkpoint
 
 WRAPPER_KEYS = ("model", "params", "state_dict", "params_ema", "G")
@@ -113,6 +115,22 @@ def read_tf_release(model: nn.Module, path: Path) -> dict[str, Tensor]:
         raise CheckpointError(str(err)) from err
 
 
+def read_caffe_release(model: nn.Module, path: Path) -> dict[str, Tensor]:
+    """The ``.caffemodel`` ``path`` as ``model``'s state dict, through the model's ``convert_release``."""
+    convert = getattr(model, "convert_release", None)
+    name = getattr(model, "registry_name", "") or type(model).__name__
+    if convert is None:
+        raise CheckpointError(
+            f"checkpoint {path} is a Caffe model, but model {name!r} is not a Caffe release (it has no "
+            "convert_release); give a PyTorch checkpoint"
+        )
+    try:
+        layers = read_caffemodel(path)
+    except CaffeModelError as err:
+        raise CheckpointError(str(err)) from err
+    return convert(layers, source=str(path))
+
+
 def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
     """Load ``path`` into ``model`` strictly; a mismatch lists missing and unexpected keys and shape differences.
 
@@ -122,6 +140,8 @@ def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
     path = Path(path)
     if is_tf_checkpoint(path):
         state = read_tf_release(model, path)
+    elif path.suffix == ".caffemodel":
+        state = read_caffe_release(model, path)
     elif path.is_dir():
         modules = getattr(model, "release_modules", None)
         if not modules:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.protowire import proto_fields, varint
+
 TABLE_MAGIC = 0xDB4775248B80FB57
 """The last 8 bytes of a LevelDB table (``table/format.h`` kTableMagicNumber), little-endian."""
 
@@ -68,41 +70,6 @@ def unmask_crc(masked: int) -> int:
     """Undo LevelDB's CRC masking (``util/crc32c.h`` Unmask): rotate right by 17 after subtracting the delta."""
     rot = (masked - 0xA282EAD8) & 0xFFFFFFFF
     return ((rot >> 17) | (rot << 15)) & 0xFFFFFFFF
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A base-128 varint at ``pos`` -> (value, position after it)."""
-    value = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("varint runs past the end of its buffer")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def proto_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """The (field number, value) pairs of a serialized protobuf message: varints as int, length-delimited fields as
-    bytes, fixed32/fixed64 as int (wire types 0, 2, 5, 1)."""
-    pos = 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = buf[pos : pos + size], pos + size
-        elif wire == 5:
-            value, pos = struct.unpack_from("<I", buf, pos)[0], pos + 4
-        elif wire == 1:
-            value, pos = struct.unpack_from("<Q", buf, pos)[0], pos + 8
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire} (field {number})")
-        yield number, value
 
 
 @dataclass(frozen=True)
@@ -153,9 +120,9 @@ def _block_entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
     limit = len(block) - 4 * (restarts + 1)
     pos, key = 0, b""
     while pos < limit:
-        shared, pos = _varint(block, pos)
-        unshared, pos = _varint(block, pos)
-        length, pos = _varint(block, pos)
+        shared, pos = varint(block, pos)
+        unshared, pos = varint(block, pos)
+        length, pos = varint(block, pos)
         key = key[:shared] + block[pos : pos + unshared]
         pos += unshared
         yield key, block[pos : pos + length]
@@ -174,14 +141,14 @@ def read_index(path: Path) -> tuple[int, dict[str, BundleEntry]]:
         )
     try:
         footer = data[len(data) - FOOTER_SIZE :]
-        _, pos = _varint(footer, 0)
-        _, pos = _varint(footer, pos)  # metaindex handle: TF writes no filters, nothing to read there
-        index_offset, pos = _varint(footer, pos)
-        index_size, _ = _varint(footer, pos)
+        _, pos = varint(footer, 0)
+        _, pos = varint(footer, pos)  # metaindex handle: TF writes no filters, nothing to read there
+        index_offset, pos = varint(footer, pos)
+        index_size, _ = varint(footer, pos)
         shards, entries = 1, {}
         for _, handle in _block_entries(_block(data, index_offset, index_size, path)):
-            offset, pos = _varint(handle, 0)
-            size, _ = _varint(handle, pos)
+            offset, pos = varint(handle, 0)
+            size, _ = varint(handle, pos)
             for key, value in _block_entries(_block(data, offset, size, path)):
                 if key == b"":  # BundleHeaderProto: num_shards = 1, endianness = 2 (0 little), version = 3
                     header = dict(proto_fields(value))

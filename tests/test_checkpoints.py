@@ -18,6 +18,7 @@ from benchmark.core.errors import ConfigError
 from benchmark.core.sections import ReleaseCheckpoint, ReleaseConfig
 from benchmark.evaluation.run import evaluate_run
 from models import CheckpointError, create_model, load_checkpoint, read_state_dict
+from tests.caffenet import svrnn_layers, write_caffemodel
 from tests.tfbundle import to_slim, write_tf_checkpoint
 
 
@@ -145,10 +146,13 @@ def test_wrong_family_lists_missing_unexpected_and_shapes(tmp_path: Path) -> Non
 def _place_release(layout, name: str, published, model: torch.nn.Module) -> None:
     """Write ``model``'s weights where and how the release publishes them (``format``: a wrapper key, ``bare``,
     ``modules``: a folder of one bare state dict per submodule, as DMPHN's eight files, or ``tensorflow``: a folder
-    holding a TF-slim checkpoint, ``tests.tfbundle``)."""
+    holding a TF-slim checkpoint, ``tests.tfbundle``, or ``caffe``: a ``.caffemodel``, ``tests.caffenet``)."""
     path = layout.release_weights(name, published.file)
     if published.format == "tensorflow":
         write_tf_checkpoint(path / "deblur.model-523000", to_slim(model.state_dict()))
+        return
+    if published.format == "caffe":
+        write_caffemodel(path, svrnn_layers(model))
         return
     if published.format == "modules":
         path.mkdir(parents=True)
@@ -188,5 +192,5 @@ def test_checkpoint_release_loads_every_published_checkpoint_of_every_model(tmp_
     assert ("mimo_unet_plus", "realblur_r") in seen and ("dmphn", "gopro") in seen and ("dmphn_1_2_4", "gopro") in seen
     assert ("srn_color", "realblur_j") in seen and ("pssnsc", "gopro") in seen
     # 13 + deepdeblur, deblurgan, deblurgan_wild, dbgan, mtrnn, deblurganv2 x3, _mobilenet, srn, srn_gray,
-    # srn_color x3, pssnsc
-    assert len(seen) == 28
+    # srn_color x3, pssnsc, svrnn
+    assert len(seen) == 29

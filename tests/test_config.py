@@ -172,7 +172,7 @@ def test_choices_are_the_implementations_registries() -> None:
     assert set(typing.get_args(OptimizerName)) == set(OPTIMIZERS)
     assert set(typing.get_args(SchedulerName)) == set(SCHEDULES)
     assert set(typing.get_args(Photo)) == set(PHOTOS)
-    assert set(typing.get_args(ReleaseFormat)) == {*WRAPPER_KEYS, "bare", "modules", "tensorflow"}
+    assert set(typing.get_args(ReleaseFormat)) == {*WRAPPER_KEYS, "bare", "modules", "tensorflow", "caffe"}
     assert set(DATASET_NAMES) == {p.stem for p in (CONF_DIR / "dataset").glob("*.yaml")}
     assert set(typing.get_args(Recipe)) == {"common", "published"}
 

@@ -35,10 +35,11 @@ BlurFolder = Literal["blur", "blur_gamma"]
 DATASET_NAMES = ("gopro", "hide", "realblur_j", "realblur_r", "synthblur")
 """The datasets of ``conf/dataset/`` (``tests/test_config.py`` checks the list): keys of a release's checkpoints and
 protocols."""
-ReleaseFormat = Literal["model", "params", "state_dict", "params_ema", "G", "bare", "modules", "tensorflow"]
+ReleaseFormat = Literal["model", "params", "state_dict", "params_ema", "G", "bare", "modules", "tensorflow", "caffe"]
 """The key holding a release's state dict (``models.checkpoint.WRAPPER_KEYS``), ``bare``, ``modules`` (a folder of
-one bare state dict per submodule, ``models.checkpoint.read_module_folder``), or ``tensorflow`` (a folder holding a
-TensorFlow checkpoint, ``models.tfcheckpoint``, converted by the model's ``convert_release``)."""
+one bare state dict per submodule, ``models.checkpoint.read_module_folder``), ``tensorflow`` (a folder holding a
+TensorFlow checkpoint, ``models.tfcheckpoint``) or ``caffe`` (a ``.caffemodel``, ``models.caffemodel``), both converted
+by the model's ``convert_release``."""
 Photo = Literal[
     "astronaut",
     "brick",
