@@ -99,6 +99,11 @@ class DeblurModel(nn.Module):
         self.check_train_size(lq)
         return TrainOutput(restored=self.restore(lq))
 
+    def adversary(self) -> nn.Module | None:
+        """A fresh discriminator side (``models.adversarial.Adversary``) when the model's release trains it as a GAN
+        generator, else ``None``; the trainer builds it once per run and checkpoints it beside the model."""
+        return None
+
     def loss(self, out: TrainOutput, gt: Tensor) -> LossTerms:
         """Named loss terms for ``out`` against ``gt`` (N, 3, H, W) in [0, 1]."""
         l1 = F.l1_loss(out.restored, gt)

@@ -63,7 +63,10 @@ Deviations from the release:
     * Width (``channels``), ``n_blocks``, ``use_dropout``, ``learn_residual`` and ``block_convs`` are constructor
       arguments, for ``deblurgan_tiny`` and the authors' two-convolution layout; ``padding_type`` 'zero' and
       'replicate' (not used by any release configuration) and the U-Net generators are not ported.
-    * Loss: the generator's content term only (below); the adversarial terms and the critic are not implemented.
+    * Loss: ``loss`` is the generator's content term (below); with ``adversarial=True`` (the default, the release's
+      training) ``adversary()`` gives the trainer the release's WGAN-GP critic (``models.adversarial.WGANGP``: 5
+      critic updates per generator step, the generator's term ``-D(fake)`` with weight 1). ``critic_width`` is the
+      critic's ``ndf`` (64; 8 for ``deblurgan_tiny``).
 
 Training (``models/conditional_gan_model.py``, ``models/losses.py``, ``train.py``): ``loss_G = loss_G_GAN + 100 *
 content`` (``lambda_A``). Content: ``--model content_gan`` (the default) is ``PerceptualLoss(MSELoss)``: the MSE of
@@ -91,6 +94,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models._registry import register_model
+from models.adversarial import WGANGP
 from models.base import DeblurModel, LossTerms, TrainOutput
 
 CONTENT_WEIGHT = 100.0
@@ -194,6 +198,8 @@ class DeblurGAN(DeblurModel):
         learn_residual: bool = True,
         block_convs: int = 1,
         content_loss: str = "l1",
+        adversarial: bool = True,
+        critic_width: int = 64,
     ) -> None:
         super().__init__()
         if channels < 1 or n_blocks < 0:
@@ -206,6 +212,7 @@ class DeblurGAN(DeblurModel):
             )
         self.learn_residual = learn_residual
         self.content_loss = content_loss
+        self.adversarial, self.critic_width = adversarial, critic_width
         count = block_convs == 1
         c = channels
 
@@ -248,7 +255,7 @@ class DeblurGAN(DeblurModel):
 
         ``content_loss="l1"``: ``L1(fake, real)`` (``--model pix2pix``); ``"perceptual"``: ``MSE(VGG(fake),
         VGG(real).detach())`` with VGG-19 up to conv3_3 (``--model content_gan``). The adversarial term
-        ``loss_G_GAN`` is not implemented (module docstring).
+        ``loss_G_GAN`` is added by the trainer (``adversary``).
 
         Returns:
             ``{"content_l1" or "content_perceptual", "total"}``, scalars; ``total`` is 100 x the content term.
@@ -260,6 +267,12 @@ class DeblurGAN(DeblurModel):
             vgg = self._perceptual_net(fake)
             content = F.mse_loss(vgg(fake), vgg(real).detach())
         return {f"content_{self.content_loss}": content, "total": CONTENT_WEIGHT * content}
+
+    def adversary(self) -> WGANGP | None:
+        """The release's critic (``gan_type: wgan-gp``, ``NLayerDiscriminator`` of ``critic_width`` (64) and 3
+        layers, 5 updates per step, gradient penalty 10; the generator's term with weight 1 beside ``100 * content``:
+        ``models.adversarial.WGANGP``), or ``None`` with ``adversarial=False`` (content loss alone)."""
+        return WGANGP(ndf=self.critic_width) if self.adversarial else None
 
     def _perceptual_net(self, like: Tensor) -> nn.Module:
         """VGG-19 ``features[:15]`` with ImageNet weights, frozen, on ``like``'s device and dtype."""
@@ -315,4 +328,4 @@ def deblurgan_wild(**overrides: Any) -> DeblurGAN:
 @register_model
 def deblurgan_tiny(**overrides: Any) -> DeblurGAN:
     """DeblurGAN at CPU size for smoke runs and tests: width 8, two blocks, 32,451 parameters; not a published model."""
-    return DeblurGAN(**{"channels": 8, "n_blocks": 2, "block_convs": 1, **overrides})
+    return DeblurGAN(**{"channels": 8, "n_blocks": 2, "block_convs": 1, "critic_width": 8, **overrides})

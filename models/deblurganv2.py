@@ -66,8 +66,8 @@ Deviations from the release:
     * Widths (``num_filters``, ``num_filters_fpn``) and MobileNet's ``width_mult`` are constructor arguments (for
       ``deblurganv2_tiny``); the release's other generators (``fpn_inception_simple``, ``fpn_dense``,
       ``unet_seresnext``, ``resnet``) and ``norm_layer: batch`` are not ported.
-    * Loss: the generator's content term only (below); the adversarial terms and the discriminators are not
-      implemented.
+    * Loss: ``loss`` is the generator's content term (below); with ``adversarial=True`` (the default) ``adversary()``
+      gives the trainer the released weights' two critics (``models.adversarial.DoubleRaGANLS``, below).
 
 Training (``train.py``, ``models/losses.py``, ``adversarial_trainer.py``, ``config/config.yaml``): ``loss_G =
 content + adv_lambda * adv`` with ``adv_lambda = 0.001``. Content (``content_loss: perceptual``, the config's):
@@ -77,7 +77,8 @@ element), then ``0.006 * MSE(VGG19.features[:15](fake), VGG19.features[:15](real
 real)`` (conv3_3 before its ReLU; the MSE on the normalised images). ``content_loss: l1`` is ``L1(fake, real)`` on
 [-1, 1] images. Here ``content_loss="perceptual"`` (needs torchvision's ImageNet VGG-19 weights
 ``vgg19-dcbb9e9d.pth`` in ``$TORCH_HOME/hub/checkpoints``, placed by hand; see ``models.deblurgan.vgg19_conv3_3``) or
-``"l1"`` (the default: nothing to download). Adversarial, not implemented: ``d_name: double_gan`` is two critics
+``"l1"`` (the default: nothing to download). Adversarial (``adversary()``, ``models.adversarial.DoubleRaGANLS``;
+``adversarial=False`` trains on the content term alone): ``d_name: double_gan`` is two critics
 with the config's ``norm_layer`` (instance): a PatchGAN ``NLayerDiscriminator(n_layers=3)`` (4x4 convolutions 3->64
 stride 2 + LeakyReLU 0.2; 64->128, 128->256 stride 2 and 256->512 stride 1 with norm + LeakyReLU; 512->1) and a
 "full" one ``NLayerDiscriminator(n_layers=5)`` (up to 512 channels, stride 2 five times), on restored or sharp images
@@ -99,6 +100,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models._registry import register_model
+from models.adversarial import DoubleRaGANLS
 from models.base import DeblurModel, LossTerms, TrainOutput, pad_to_multiple
 
 BACKBONES = ("inception", "mobilenet")
@@ -112,6 +114,10 @@ PERCEPTUAL_WEIGHT = 0.006
 
 PIXEL_WEIGHT = 0.5
 """``PerceptualLoss.get_loss``: the weight of the MSE of the ImageNet-normalised images."""
+
+ADV_LAMBDA = 0.001
+"""``config/config.yaml`` ``adv_lambda``: the adversarial term's weight in the generator's loss, and the factor of the
+critics' loss in their update (``train.py`` ``_update_d``)."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -469,6 +475,8 @@ class DeblurGANv2(DeblurModel):
         num_filters_fpn: int = 256,
         width_mult: float = 1.0,
         content_loss: str = "l1",
+        adversarial: bool = True,
+        critic_width: int = 64,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -488,6 +496,7 @@ class DeblurGANv2(DeblurModel):
             raise ValueError(f"DeblurGANv2: width_mult must be in (1/16, 1], got {width_mult}")
         self.backbone = backbone
         self.content_loss = content_loss
+        self.adversarial, self.critic_width = adversarial, critic_width
         fpn_width, width = num_filters_fpn, num_filters
         self.fpn: nn.Module = (
             InceptionFPN(fpn_width) if backbone == "inception" else MobileNetFPN(fpn_width, width_mult)
@@ -545,7 +554,7 @@ class DeblurGANv2(DeblurModel):
         return TrainOutput(restored=self.restore(lq))
 
     def loss(self, out: TrainOutput, gt: Tensor) -> LossTerms:
-        """The release's content loss (module docstring; the adversarial term is not implemented).
+        """The release's content loss (module docstring; the trainer adds ``adv_lambda`` x the adversarial term).
 
         ``"l1"``: ``L1`` of the [-1, 1] images (``ContentLoss(nn.L1Loss())``), ``2 * L1`` of the [0, 1] ones.
         ``"perceptual"``: ``0.006 * MSE(VGG(n(fake)), VGG(n(real)).detach()) + 0.5 * MSE(n(fake), n(real))`` with
@@ -563,6 +572,12 @@ class DeblurGANv2(DeblurModel):
             "pixel": pixel,
             "total": PERCEPTUAL_WEIGHT * perceptual + PIXEL_WEIGHT * pixel,
         }
+
+    def adversary(self) -> DoubleRaGANLS | None:
+        """The released weights' discriminators (``d_name: double_gan``, ``disc_loss: ragan-ls``, ``adv_lambda:
+        0.001``: ``models.adversarial.DoubleRaGANLS``, critics of ``critic_width`` (64)), or ``None`` with
+        ``adversarial=False`` (content loss alone)."""
+        return DoubleRaGANLS(ndf=self.critic_width, adv_lambda=ADV_LAMBDA) if self.adversarial else None
 
     def _perceptual_net(self, like: Tensor) -> nn.Module:
         """VGG-19 ``features[:15]`` with ImageNet weights (``models.deblurgan.vgg19_conv3_3``), on ``like``'s device."""
@@ -597,5 +612,5 @@ def deblurganv2_mobilenet(**overrides: Any) -> DeblurGANv2:
 def deblurganv2_tiny(**overrides: Any) -> DeblurGANv2:
     """FPN-MobileNet at CPU size for smoke runs and tests: MobileNet-v2 x0.25, FPN width 32, heads 16; 304,619
     parameters; not a published model."""
-    kwargs = {"backbone": "mobilenet", "num_filters": 16, "num_filters_fpn": 32, "width_mult": 0.25}
+    kwargs = {"backbone": "mobilenet", "num_filters": 16, "num_filters_fpn": 32, "width_mult": 0.25, "critic_width": 8}
     return DeblurGANv2(**{**kwargs, **overrides})

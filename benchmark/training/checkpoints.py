@@ -1,7 +1,8 @@
 """Training checkpoints, written atomically (``benchmark.core.atomic``) into ``<paths.checkpoints>/<model>-<dataset>/``.
 
 - ``last.pt``: everything needed to resume: model, optimiser, scheduler, every rank's RNG states, step, the config
-  fingerprint, the config and the MLflow run id; written every ``train.checkpoint_every`` steps and at the end.
+  fingerprint, the config and the MLflow run id, and for a GAN release its discriminator side (``adversary``,
+  ``adversary_optimizer``, ``adversary_scheduler``); written every ``train.checkpoint_every`` steps and at the end.
 - ``final.pt``: ``{"model": state_dict, "step", "fingerprint", "config"}`` after the last step; what evaluation loads.
 """
 
@@ -56,11 +57,21 @@ def save_last(
     fingerprint: str,
     config: dict[str, Any],
     mlflow_run_id: str | None,
+    critic: Any = None,
 ) -> None:
-    """Write the resumable state after ``step`` optimiser steps; ``rng`` holds every rank's generator states."""
+    """Write the resumable state after ``step`` optimiser steps; ``rng`` holds every rank's generator states;
+    ``critic`` (``benchmark.training.step.CriticUpdate``) the discriminator side of a GAN release."""
+    adversarial = {}
+    if critic is not None:
+        adversarial = {
+            "adversary": critic.adversary.state_dict(),
+            "adversary_optimizer": critic.optimizer.state_dict(),
+            "adversary_scheduler": critic.scheduler.state_dict(),
+        }
     atomic.save_torch(
         path,
-        {
+        adversarial
+        | {
             "format": CHECKPOINT_FORMAT,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),

@@ -124,6 +124,17 @@ def reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return out / dist.get_world_size()
 
 
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers (what DDP does at construction, for a module it does not wrap:
+    a GAN's discriminator, initialised per rank after the per-rank re-seeding); no-op alone."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if isinstance(tensor, torch.Tensor):
+                dist.broadcast(tensor, src=0)
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order (``[obj]`` alone); used for the per-rank RNG states of a checkpoint."""
     if not (dist.is_available() and dist.is_initialized()):

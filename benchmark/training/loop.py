@@ -44,7 +44,7 @@ from benchmark.training import distributed
 from benchmark.training.checkpoints import rng_state, save_final, save_last
 from benchmark.training.resume import restore, resume_state
 from benchmark.training.schedule import build_optimizer, epoch_batches, lr_factor, rank_slices
-from benchmark.training.step import NonFiniteLossError, TrainStep, training_runner
+from benchmark.training.step import CriticUpdate, NonFiniteLossError, TrainStep, training_runner
 from benchmark.training.validation import validation_psnr
 from benchmark.weights.resolve import build_model
 from models import DeblurModel
@@ -168,7 +168,7 @@ class _Session:
         if self.tracked is not None:
             self.tracked.log_metrics(metrics, step=step)
 
-    def save_last(self, step: int, optimizer: Any, scheduler: Any) -> None:
+    def save_last(self, step: int, optimizer: Any, scheduler: Any, critic: CriticUpdate | None) -> None:
         rng = distributed.all_gather_objects(rng_state())  # a collective: every rank takes part
         if self.env.is_main:
             save_last(
@@ -176,6 +176,7 @@ class _Session:
                 model=self.model,
                 optimizer=optimizer,
                 scheduler=scheduler,
+                critic=critic,
                 rng=rng,
                 step=step,
                 fingerprint=self.fp,
@@ -251,20 +252,19 @@ def _fit(session: _Session, state: dict[str, Any] | None) -> TrainResult:
     """Optimise from the start or from ``state``; then write ``final.pt``."""
     run, model, data, env, tcfg = session.run, session.model, session.data, session.env, session.run.train
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], tcfg.optimizer)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: lr_factor(
-            s,
-            tcfg.scheduler,
-            base_lr=tcfg.optimizer.lr,
-            total_steps=data.total_steps,
-            steps_per_epoch=data.steps_per_epoch,
-        ),
-    )
+    scheduler = _schedule(optimizer, session)
+    critic = _critic(model, session)
     step = 0
     if state is not None:
         step = restore(
-            state, model=model, optimizer=optimizer, scheduler=scheduler, env=env, seed=run.seed, path=session.last_path
+            state,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            env=env,
+            seed=run.seed,
+            path=session.last_path,
+            critic=critic,
         )
         if env.is_main:
             print(f"[train] resuming {session.last_path} at step {step}/{data.total_steps}", file=sys.stderr)
@@ -275,9 +275,16 @@ def _fit(session: _Session, state: dict[str, Any] | None) -> TrainResult:
         channels_last=tcfg.channels_last,
         compile=tcfg.compile,
         data_parallel=env.distributed,
+        critic=critic,
     )
     train_step = TrainStep(
-        runner, optimizer, scheduler, device=session.device, bf16=tcfg.bf16, channels_last=tcfg.channels_last
+        runner,
+        optimizer,
+        scheduler,
+        device=session.device,
+        bf16=tcfg.bf16,
+        channels_last=tcfg.channels_last,
+        critic=critic,
     )
     model.train()
     val_psnr = _epochs(session, train_step, step)
@@ -291,6 +298,33 @@ def _fit(session: _Session, state: dict[str, Any] | None) -> TrainResult:
         {"steps": data.total_steps, "resumed_from_step": resumed_from, "world_size": env.world_size}
     )
     return session.result(data.total_steps, resumed_from, val_psnr)
+
+
+def _schedule(optimizer: torch.optim.Optimizer, session: _Session) -> torch.optim.lr_scheduler.LambdaLR:
+    """The run's learning-rate schedule (``lr_factor``) on ``optimizer``, stepped once per optimiser step."""
+    tcfg, data = session.run.train, session.data
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: lr_factor(
+            s,
+            tcfg.scheduler,
+            base_lr=tcfg.optimizer.lr,
+            total_steps=data.total_steps,
+            steps_per_epoch=data.steps_per_epoch,
+        ),
+    )
+
+
+def _critic(model: torch.nn.Module, session: _Session) -> CriticUpdate | None:
+    """The discriminator side of a GAN release (``model.adversary()``) with its own optimiser (the run's settings, as
+    both GAN releases give their discriminators the generator's) and schedule; ``None`` for other models."""
+    adversary = model.adversary()
+    if adversary is None:
+        return None
+    adversary.to(session.device).train()
+    distributed.broadcast_module(adversary)  # each rank drew it under its own seed: start from rank 0's
+    optimizer = build_optimizer(list(adversary.parameters()), session.run.train.optimizer)
+    return CriticUpdate(adversary, optimizer, _schedule(optimizer, session))
 
 
 def _epochs(session: _Session, train_step: TrainStep, step: int) -> float | None:
@@ -341,6 +375,6 @@ def _epochs(session: _Session, train_step: TrainStep, step: int) -> float | None
                     session.log({"val/psnr": val}, step)
                 distributed.barrier()
             if step % tcfg.checkpoint_every == 0 or step == data.total_steps:
-                session.save_last(step, train_step.optimizer, train_step.scheduler)
+                session.save_last(step, train_step.optimizer, train_step.scheduler, train_step.critic)
     bar.close()
     return val_psnr

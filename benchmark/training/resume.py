@@ -49,8 +49,10 @@ def restore(
     env: DistEnv,
     seed: int,
     path: Path,
+    critic: Any = None,
 ) -> int:
-    """Load ``state`` into the model, optimiser and scheduler and restore this rank's RNG; returns the step.
+    """Load ``state`` into the model, optimiser and scheduler (and a GAN's ``critic``: its discriminator side,
+    optimiser and schedule) and restore this rank's RNG; returns the step.
 
     The step counter, schedule and fingerprint do not involve the process count, so a run resumes under any number
     of processes: RNG states are restored when it is unchanged, and re-seeded per rank from ``(seed, rank, step)``
@@ -59,6 +61,12 @@ def restore(
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if critic is not None:
+        if "adversary" not in state:
+            raise CheckpointError(f"{path} holds no discriminator for this GAN model; set train.resume=false")
+        critic.adversary.load_state_dict(state["adversary"])
+        critic.optimizer.load_state_dict(state["adversary_optimizer"])
+        critic.scheduler.load_state_dict(state["adversary_scheduler"])
     step = int(state["step"])
     # One RNG state per rank (a single dict in checkpoints written before data parallelism existed).
     rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
