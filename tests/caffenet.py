@@ -14,17 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.tfbundle import _field
+from tests.tfbundle import _field, _varint
 
 
 def _blob(array: np.ndarray) -> bytes:
-    dims = b"".join(_varint_bytes(int(d)) for d in array.shape)
+    dims = b"".join(_varint(int(d)) for d in array.shape)
     values = np.asarray(array, dtype="<f4").ravel()
     return _field(7, _field(1, dims)) + _field(5, struct.pack(f"<{values.size}f", *values))
-
-
-def _varint_bytes(value: int) -> bytes:
-    return _field(1, value)[1:]  # a varint field minus its one-byte key
 
 
 def write_caffemodel(path: Path, layers: Mapping[str, Sequence[np.ndarray]]) -> None:
