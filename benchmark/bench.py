@@ -1,7 +1,8 @@
-"""``python -m benchmark.bench [models|protocols|all] ...``: speed and memory here (``benchmark.tools.bench``).
+"""``python -m benchmark.bench [models|protocols|speed|all] ...``: speed and memory here (``benchmark.tools.bench``).
 
-Writes ``<results>/bench/<device>.{json,md}`` and ``<results>/bench/protocols-<cpu>.json`` (``paths.results`` of
-``conf/``); the targets of the README are read off these files, never off timed tests.
+Writes ``<results>/bench/<device>.{json,md}``, ``<results>/bench/protocols-<cpu>.json`` and
+``<results>/bench/speed-<device>.{json,md}`` (scoring and TLC: ``benchmark.tools.bench_speed``) under ``paths.results``
+of ``conf/``; the targets of the README are read off these files, never off timed tests.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ import torch
 from benchmark.core.cli import errors_exit
 from benchmark.core.config import load_config
 from benchmark.core.layout import Layout
-from benchmark.tools.bench import TRAIN_MODES, bench_models, bench_protocols_to, cpu_models, gpu_models
+from benchmark.tools.bench import (
+    TRAIN_MODES,
+    bench_models,
+    bench_protocols_to,
+    bench_speed_to,
+    cpu_models,
+    gpu_models,
+)
 from models import list_models
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="all", choices=("all", "models", "protocols"))
+    parser.add_argument("command", nargs="?", default="all", choices=("all", "models", "protocols", "speed"))
     parser.add_argument("--models", nargs="+", default=None, help="default: pipeline models on CPU, full size on CUDA")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
@@ -43,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=None, help="loader workers besides 0 (default: 2, 8 on CUDA)")
     parser.add_argument("--loader-pairs", type=int, default=8, help="1280x720 pairs in the loader's temporary set")
     parser.add_argument("--results", type=Path, default=None, help="results folder (default: paths.results)")
+    parser.add_argument(
+        "--tlc-models",
+        nargs="*",
+        default=["nafnet_w32", "msfsnet", "hinet", "mprnet"],
+        help="models whose TLC latency and memory `speed` measures at --latency-size (full size by default)",
+    )
+    parser.add_argument("--score-pairs", type=int, default=8, help="1280x720 pairs in the scoring-throughput set")
     return parser
 
 
@@ -79,6 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[bench] wrote {paths[0]} and {paths[1]}")
     if args.command in ("all", "protocols"):
         print(f"[bench] wrote {bench_protocols_to(layout, args.repeats)}")
+    if args.command in ("all", "speed"):
+        written = bench_speed_to(
+            layout,
+            tlc_models=args.tlc_models,
+            size=tuple(args.latency_size),
+            repeats=args.repeats,
+            pairs=args.score_pairs,
+        )
+        print(f"[bench] wrote {written[0]} and {written[1]}")
     return 0
 
 

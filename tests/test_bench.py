@@ -114,3 +114,24 @@ def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
     (json_path,) = Layout(PathsConfig(results=str(tmp_path / "results"))).bench.glob("cpu-*.json")
     assert json_path.with_suffix(".md").read_text().startswith("# Benchmark:")
     assert np.isfinite(json.loads(json_path.read_text())["loader"]["best_images_per_s"])
+
+
+@pytest.mark.slow
+def test_speed_benchmark_measures_ssim_scoring_and_tlc() -> None:
+    from benchmark.tools.bench_speed import bench_scoring, bench_ssim_frame, bench_tlc, render_speed_markdown
+    from benchmark.tools.complexity import machine
+
+    cpu = torch.device("cpu")
+    frame = bench_ssim_frame(cpu, repeats=1)
+    assert set(frame) == {"gaussian2d", "matlab3d"}
+    assert all(r["difference"] < 1e-10 and r["seconds_1_thread"] > 0 for r in frame.values())
+    scoring = bench_scoring(pairs=2, repeats=1)
+    assert all(r["identical"] for rates in scoring["protocols"].values() for r in rates.values())
+    assert set(scoring["protocols"]["realblur_j"]) >= {"0", "1"}
+    tlc = bench_tlc(["identity", "nafnet_tiny"], device=cpu, size=(48, 64), repeats=1)
+    assert list(tlc["models"]) == ["nafnet_tiny"]  # identity has nothing to convert
+    row = tlc["models"]["nafnet_tiny"]
+    assert row["max_output_difference"] < 1e-4 and row["peak_tlc_mib"] > 50 and row["peak_mib"] > 50
+    assert tlc["box_mean_error"]["ours"] < tlc["box_mean_error"]["tlc"]
+    text = render_speed_markdown({"machine": machine(cpu), "ssim": frame, "scoring": scoring, "tlc": tlc})
+    assert "| `matlab3d` |" in text and "| realblur_j |" in text and "| nafnet_tiny |" in text

@@ -113,6 +113,7 @@ def test_pipeline_models_are_registered() -> None:
         ("+dataset.val_cont=4", "dataset.val_cont"),
         ("dataset.val_count=-1", "dataset.val_count"),
         ("eval.tlc_window.base_ratio=0.5", "eval.tlc_window.base_ratio"),
+        ("eval.score_workers=-1", "eval.score_workers"),
         ("pipeline.train_datasets=[gopro]", "pipeline.train_datasets"),
         ("figures.crop=0", "figures.crop"),
         ("tlc=maybe", "tlc"),

@@ -43,7 +43,7 @@ def _degradations(gt: np.ndarray, seed: int) -> list[np.ndarray]:
     ]
 
 
-# Small crops keep the float64 grouped convolutions of piq.ssim fast on a 2-core CPU. Sizes are non-square on purpose.
+# Small crops keep the tests fast. Sizes are non-square on purpose.
 ASTRONAUT = data.astronaut()[120:184, 180:276]  # 64 x 96: face and helmet, strong edges
 CHELSEA = data.chelsea()[80:157, 150:240]  # 77 x 90: fur texture, odd height
 
@@ -276,3 +276,66 @@ def test_constant_offset_closed_form_for_both_variants(variant: str) -> None:
     assert ssim(pred, gt, variant=variant).tolist() == pytest.approx([expected, expected], abs=1e-9)
     # PSNR of a constant offset d: 10 log10(1 / d^2).
     assert psnr(pred, gt)[0].item() == pytest.approx(10 * math.log10(1 / (30 / 255) ** 2), abs=1e-9)
+
+
+# --- 1280x720 frames: the fast float64 paths against scikit-image and NAFNet's _ssim_3d ---------------------------
+
+
+def _frame_pair() -> tuple[np.ndarray, np.ndarray]:
+    """A GoPro-sized (720 x 1280 x 3 uint8) pair built by integer arithmetic only, so it is the same on every machine:
+    the astronaut tiled, and a copy shifted by (2, -3) px plus a hashed +-12 grey-level pattern."""
+    base = np.tile(data.astronaut(), (2, 3, 1))[:720, :1280]
+    idx = np.arange(base.size, dtype=np.int64).reshape(base.shape)
+    noise = (idx * 2654435761 % 4093) % 25 - 12
+    pred = np.clip(np.roll(base, (2, -3), axis=(0, 1)).astype(np.int64) + noise, 0, 255).astype(np.uint8)
+    return pred, base
+
+
+NAFNET_SSIM_3D_FRAME = 0.5919237986624525
+"""megvii-research/NAFNet@2b4af71 ``basicsr/metrics/psnr_ssim.py`` ``_ssim_3d(pred, gt, 255)`` on ``_frame_pair`` (HWC
+float64 of the uint8 arrays), run in a scratch folder in float64 on the CPU: the release's conv3d built with
+``dtype=torch.float64`` instead of ``.float().cuda()``, and applied to 40-row stripes of the edge-padded volume
+(the whole 1280x720 volume needs 29 GB of im2col buffer on the CPU; on a 90x100 crop stripes and whole agree exactly)."""
+
+
+def test_gaussian2d_equals_skimage_on_a_1280x720_frame() -> None:
+    pred, gt = _frame_pair()
+    ours = ssim(_to_tensor(pred), _to_tensor(gt)).item()
+    assert ours == pytest.approx(_sk_ssim(gt, pred), abs=1e-12)
+
+
+def test_matlab3d_equals_nafnets_ssim_3d_on_a_1280x720_frame() -> None:
+    pred, gt = _frame_pair()
+    assert ssim(_to_tensor(pred), _to_tensor(gt), "matlab3d").item() == pytest.approx(NAFNET_SSIM_3D_FRAME, abs=1e-12)
+
+
+def test_scores_do_not_depend_on_the_number_of_threads() -> None:
+    """Worker processes score on one thread: every score must equal the multi-threaded one exactly, not to 1e-16."""
+    pred, gt = (_to_tensor(a[:200, :300]) for a in _frame_pair())
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            results.append([psnr(pred, gt).item(), *(ssim(pred, gt, v).item() for v in sorted(SSIM_VARIANTS))])
+    finally:
+        torch.set_num_threads(threads)
+    assert results[0] == results[1]
+
+
+def test_gaussian_taps_and_the_colour_axis_filter() -> None:
+    from benchmark.scoring.gauss import depth_mixing, taps
+
+    w = taps()
+    x = np.arange(-5, 6)
+    expected = np.exp(-(x**2) / (2 * 1.5**2))
+    np.testing.assert_allclose(w.numpy(), expected / expected.sum(), rtol=1e-15)
+    m = depth_mixing(3)
+    # Output 0 of a depth-3 axis padded by 5 replicated values on each side: taps 0..5 land on index 0, 6 on 1,
+    # 7..10 on 2.
+    assert m[0].tolist() == pytest.approx([w[:6].sum().item(), w[6].item(), w[7:].sum().item()], abs=1e-15)
+    assert m.sum(dim=1).tolist() == pytest.approx([1.0, 1.0, 1.0], abs=1e-15)
+    volume = torch.rand(3, 4, 5, dtype=torch.float64)
+    padded = torch.cat([volume[:1].expand(5, 4, 5), volume, volume[-1:].expand(5, 4, 5)])
+    direct = sum(w[k] * padded[k : k + 3] for k in range(11))
+    assert torch.allclose(torch.einsum("dc,chw->dhw", m, volume), direct, atol=1e-15)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.evaluation.tlc import LocalAvgPool2d, LocalInstanceNorm2d, box_mean, count_local_layers, to_local
+from benchmark.tools.tlc_release import as_release, box_mean_errors, integral_box_mean
 from models import create_model, list_models
 
 
@@ -60,16 +61,37 @@ def test_local_avg_pool_matches_direct_computation(hw: tuple[int, int], kernel: 
     assert out.shape == x.shape and out.dtype == x.dtype
     k = (min(kernel[0], hw[0]), min(kernel[1], hw[1]))
     expected = _replicate_centred(F.avg_pool2d(x.double(), k, stride=1), *hw)
-    torch.testing.assert_close(out.double(), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)  # float32 running sums of N(0, 1) values
     loop_mean, _ = _window_stats_by_loops(x, kernel)
-    torch.testing.assert_close(box_mean(x, kernel), loop_mean, atol=1e-12, rtol=0)
+    torch.testing.assert_close(box_mean(x.double(), kernel), loop_mean, atol=1e-12, rtol=0)
 
 
-def test_box_mean_accepts_any_leading_dims_and_is_float64() -> None:
+def test_box_mean_accepts_any_leading_dims_and_keeps_the_dtype() -> None:
     x = torch.rand(5, 9, 11, generator=_generator())
     out = box_mean(x, (4, 4))
-    assert out.shape == x.shape and out.dtype == torch.float64
+    assert out.shape == x.shape and out.dtype == torch.float32
     torch.testing.assert_close(out, box_mean(x[None], (4, 4))[0])
+    assert box_mean(x.double(), (4, 4)).dtype == torch.float64
+    assert box_mean(x.bfloat16(), (4, 4)).dtype == torch.float32  # half types are summed in float32
+
+
+def test_float32_box_means_on_a_720x1280_map_are_within_1e_5_and_beat_tlcs_own() -> None:
+    """A full-resolution map of a 1280x720 frame with a 384-px window (TLC's 1.5 x 256 at full resolution), against
+    TLC's own float32 integral image (``benchmark.tools.tlc_release``, written from the release's text)."""
+    errors = box_mean_errors((1, 4, 720, 1280), (384, 384))
+    assert errors["ours"] < 1e-5 and errors["ours"] < errors["tlc"] / 2
+    x = torch.rand(2, 3, 40, 50, generator=_generator(), dtype=torch.float64)
+    # In float64 the release's operator and ours agree: the same windows, the same padding.
+    torch.testing.assert_close(integral_box_mean(x, (9, 14)), box_mean(x, (9, 14)), atol=1e-13, rtol=0)
+
+
+def test_the_release_layers_swap_in_with_the_same_windows() -> None:
+    model = to_local(create_model("nafnet_tiny").eval(), (32, 32))
+    release = as_release(model)
+    assert count_local_layers(release) == 0 and count_local_layers(model) > 0
+    lq = torch.rand(1, 3, 72, 88, generator=_generator())
+    with torch.no_grad():
+        torch.testing.assert_close(release(lq), model(lq), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(("hw", "kernel"), [((8, 8), (8, 8)), ((6, 10), (96, 96)), ((16, 5), (16, 7))])

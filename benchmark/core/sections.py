@@ -542,12 +542,29 @@ class TLCWindowConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """``eval``: how ``benchmark.evaluate`` runs and scores a model.
+
+    Attributes:
+        batch_size: Test images per forward pass.
+        device: ``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``.
+        score_workers: Processes that score restored images while the model restores the next ones
+            (``benchmark.scoring.pool``); ``None`` = the cores this process may use, 0 = score in the evaluating
+            process. Scores are the same for any value (tested).
+        tlc_window: TLC's local window.
+    """
+
     batch_size: int = 1
     device: str = "auto"
+    score_workers: int | None = None
     tlc_window: TLCWindowConfig = field(default_factory=TLCWindowConfig)
 
     def check(self, prefix: str) -> None:
         _positive(self, prefix, "batch_size")
+        require(
+            self.score_workers is None or self.score_workers >= 0,
+            f"{prefix}.score_workers",
+            f"must be null (this machine's cores) or >= 0 (0: in the evaluating process), got {self.score_workers}",
+        )
         require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"{prefix}.device",

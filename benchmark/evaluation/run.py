@@ -22,6 +22,7 @@ from benchmark.data.identity import read_identity
 from benchmark.evaluation.records import EvalRecord, ProtocolScores, TLCWindow, write_record
 from benchmark.evaluation.tlc import count_local_layers, to_local
 from benchmark.scoring.loop import Scores, score_protocols
+from benchmark.scoring.pool import default_workers
 from benchmark.scoring.stats import bootstrap_ci
 from benchmark.weights.resolve import Weights, build_model, load_weights, resolve_weights
 from models import DeblurModel
@@ -138,7 +139,8 @@ def _score_and_record(
     if second is not None:
         tags["release_protocol"] = second.describe()
     with start_run(run.tracking, run_name=f"evaluate/{record.row}/{record.dataset}", tags=tags) as tracked:
-        scores, *rest = score_protocols(model, loader, protocols, device=device)
+        workers = default_workers() if run.eval.score_workers is None else run.eval.score_workers
+        scores, *rest = score_protocols(model, loader, protocols, device=device, workers=workers)
         record = dataclasses.replace(
             record,
             names=scores.names,

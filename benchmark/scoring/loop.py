@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +15,7 @@ from tqdm import tqdm
 
 from benchmark.core.sections import ScoringProtocol
 from benchmark.scoring.inference import restore
-from benchmark.scoring.protocol import score
+from benchmark.scoring.pool import score_pool
 from benchmark.scoring.realblur import AlignmentError
 
 
@@ -46,9 +48,10 @@ def score_model(
     *,
     device: torch.device | None = None,
     progress: bool = True,
+    workers: int = 0,
 ) -> Scores:
     """Score ``model`` on ``loader`` under one protocol (:func:`score_protocols` with one)."""
-    return score_protocols(model, loader, (protocol,), device=device, progress=progress)[0]
+    return score_protocols(model, loader, (protocol,), device=device, progress=progress, workers=workers)[0]
 
 
 @torch.no_grad()
@@ -59,11 +62,14 @@ def score_protocols(
     *,
     device: torch.device | None = None,
     progress: bool = True,
+    workers: int = 0,
 ) -> tuple[Scores, ...]:
     """Score ``model`` (in eval mode) on every batch of ``loader`` (dicts with ``lq``, ``gt`` (N, 3, H, W) in [0, 1]
     and ``name``) under each of ``protocols``, in one pass over the images. Protocols that run the model the same way
     (``ScoringProtocol.inference``: tiling and padding) share one restoration, so an official and a release protocol
-    that differ only in scoring cost one inference. Does no I/O beyond the loader.
+    that differ only in scoring cost one inference. With ``workers`` > 0, scoring runs in that many processes while
+    the model restores the next batches (``benchmark.scoring.pool``); the scores are the serial path's, in loader
+    order. Does no I/O beyond the loader.
 
     Returns:
         One :class:`Scores` per protocol, in order; each ``seconds`` is the whole pass's wall time.
@@ -76,22 +82,37 @@ def score_protocols(
     model.eval()
     names: list[str] = []
     values: list[dict[str, list[float]]] = [{m: [] for m in p.metrics} for p in protocols]
+    pending: deque[tuple[list[str], list[Future]]] = deque()
     t0 = time.perf_counter()
-    for batch in tqdm(loader, desc="evaluate", disable=not progress, mininterval=2.0, file=sys.stderr):
-        lq, gt = batch["lq"].to(device), batch["gt"].to(device)
-        restored: dict[tuple, torch.Tensor] = {}
-        for protocol, columns in zip(protocols, values, strict=True):
-            if protocol.inference not in restored:
-                restored[protocol.inference] = _restore_checked(model, lq, protocol)
-            try:
-                scores = score(restored[protocol.inference].float(), gt, protocol)
-            except AlignmentError as err:
-                raise AlignmentError(f"{', '.join(batch['name'])}: {err}") from err
-            for metric, column in columns.items():
-                column.extend(float(v) for v in scores[metric])
-        names.extend(batch["name"])
+    with score_pool(workers) as pool:
+        for batch in tqdm(loader, desc="evaluate", disable=not progress, mininterval=2.0, file=sys.stderr):
+            lq, gt = batch["lq"].to(device), batch["gt"]
+            restored: dict[tuple, torch.Tensor] = {}
+            futures = []
+            for protocol in protocols:
+                if protocol.inference not in restored:
+                    restored[protocol.inference] = _restore_checked(model, lq, protocol).float()
+                futures.append(pool.submit(restored[protocol.inference], gt, protocol))
+            pending.append((list(batch["name"]), futures))
+            # Two batches in flight per worker keep every worker busy without holding the whole test set in memory.
+            while len(pending) > 2 * max(workers, 0):
+                names.extend(_collect(*pending.popleft(), values))
+        while pending:
+            names.extend(_collect(*pending.popleft(), values))
     seconds = time.perf_counter() - t0
     return tuple(Scores(tuple(names), {k: tuple(v) for k, v in cols.items()}, seconds) for cols in values)
+
+
+def _collect(batch_names: list[str], futures: list[Future], values: list[dict[str, list[float]]]) -> list[str]:
+    """Append one batch's scores (every protocol's future) to ``values``; returns the batch's names."""
+    for future, columns in zip(futures, values, strict=True):
+        try:
+            scores = future.result()
+        except AlignmentError as err:
+            raise AlignmentError(f"{', '.join(batch_names)}: {err}") from err
+        for metric, column in columns.items():
+            column.extend(float(v) for v in scores[metric])
+    return batch_names
 
 
 def _restore_checked(model: torch.nn.Module, lq: torch.Tensor, protocol: ScoringProtocol) -> torch.Tensor:

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import piq
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from benchmark.scoring import gauss
 
 __all__ = [
     "MSE_FLOOR",
@@ -94,15 +95,28 @@ def _check_type(name: str, t: object) -> None:
 
 
 def _check_values(name: str, t: Tensor) -> None:
-    # isfinite first: NaN compares false with both bounds and would slip through a min/max test.
+    # One pass for both bounds. NaN propagates into aminmax and fails both comparisons, so it lands in the error path.
+    lo, hi = (v.item() for v in torch.aminmax(t))
+    if lo >= 0.0 and hi <= 1.0:
+        return
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} contains NaN or inf")
-    lo, hi = t.min().item(), t.max().item()
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(
-            f"{name} values must lie in [0, 1], got min {lo:.6g} and max {hi:.6g}; "
-            "clamp/quantize network outputs (quantize_uint8) and scale 8-bit images by 1/255 first"
-        )
+    raise ValueError(
+        f"{name} values must lie in [0, 1], got min {lo:.6g} and max {hi:.6g}; "
+        "clamp/quantize network outputs (quantize_uint8) and scale 8-bit images by 1/255 first"
+    )
+
+
+def mean_over(t: Tensor, dims: tuple[int, ...] | None = None) -> Tensor:
+    """``t.mean(dims)`` (all dimensions by default), independent of the number of threads on the CPU.
+
+    torch splits a CPU reduction between its threads, so a float64 mean over a 1280x720 image changes in the last
+    bits with ``torch.set_num_threads`` (measured: 1 vs 2 threads differ at 1e-16). numpy's pairwise sum runs on one
+    thread in a fixed order, so a score does not depend on how many threads, or worker processes, computed it.
+    """
+    if t.device.type != "cpu":
+        return t.mean() if dims is None else t.mean(dim=dims)
+    return torch.as_tensor(np.mean(t.detach().numpy(), axis=dims))
 
 
 def check_pair(pred: Tensor, target: Tensor) -> None:
@@ -136,7 +150,7 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
         ValueError: shapes differ, are not (N, 3, H, W), or values are non-finite or outside [0, 1].
     """
     check_pair(pred, target)
-    mse = (pred.double() - target.double()).pow(2).mean(dim=(1, 2, 3))
+    mse = mean_over((pred.double() - target.double()).pow(2), (1, 2, 3))
     return 10.0 * torch.log10(1.0 / mse.clamp_min(MSE_FLOOR))
 
 
@@ -208,101 +222,107 @@ def psnr_y(pred: Tensor, target: Tensor) -> Tensor:
     check_pair(pred, target)
     y_pred = ycrcb_uint8(pred, "pred")[:, 0]
     y_target = ycrcb_uint8(target, "target")[:, 0]
-    mse = (y_pred - y_target).pow(2).mean(dim=(1, 2))
+    mse = mean_over((y_pred - y_target).pow(2), (1, 2))
     return 10.0 * torch.log10(255.0**2 / mse.clamp_min(MSE_FLOOR * 255.0**2))
+
+
+def _check_window(variant: str, h: int, w: int) -> None:
+    if min(h, w) < _GAUSSIAN_WINDOW:
+        raise ValueError(
+            f"ssim variant {variant!r} needs images of at least {_GAUSSIAN_WINDOW}x{_GAUSSIAN_WINDOW} pixels "
+            f"(valid filtering with an {_GAUSSIAN_WINDOW}x{_GAUSSIAN_WINDOW} window), got {h}x{w}"
+        )
+
+
+def _moments_(x: Tensor, y: Tensor, out: Tensor) -> Tensor:
+    """(C, H, W) images -> ``out`` (5 C, H, W) filled with x, y, x^2, y^2, xy: the local moments SSIM filters."""
+    c = x.shape[0]
+    out[:c].copy_(x)
+    out[c : 2 * c].copy_(y)
+    torch.mul(x, x, out=out[2 * c : 3 * c])
+    torch.mul(y, y, out=out[3 * c : 4 * c])
+    torch.mul(x, y, out=out[4 * c :])
+    return out
+
+
+def _ssim_map_(m: Tensor, c1: float, c2: float, cov_norm: float = 1.0) -> Tensor:
+    """SSIM map from the filtered moments (5 C, h, w) (ux, uy, uxx, uyy, uxy), computed in place: -> (C, h, w).
+
+    Wang et al.'s ``((2 ux uy + C1)(2 vxy + C2)) / ((ux^2 + uy^2 + C1)(vx + vy + C2))`` in float64, with
+    ``vx = cov_norm (uxx - ux^2)`` (``cov_norm = NP / (NP - 1)`` for scikit-image's sample covariance). In place
+    because the 15 planes of a 1280x720 pair are 110 MB: temporaries would double the memory traffic. ``m`` is
+    overwritten; the result is a view of its first C planes.
+    """
+    ux, uy, uxx, uyy, uxy = m.chunk(5)
+    uxx.addcmul_(ux, ux, value=-1.0)  # vx / cov_norm
+    uyy.addcmul_(uy, uy, value=-1.0)
+    uxy.addcmul_(ux, uy, value=-1.0)
+    uxx.add_(uyy).mul_(cov_norm).add_(c2)  # vx + vy + C2
+    uxy.mul_(2.0 * cov_norm).add_(c2)  # 2 vxy + C2
+    torch.mul(ux, ux, out=uyy).addcmul_(uy, uy).add_(c1)  # ux^2 + uy^2 + C1
+    ux.mul_(uy).mul_(2.0).add_(c1)  # 2 ux uy + C1
+    return ux.mul_(uxy).div_(uyy.mul_(uxx))
+
+
+def _ssim_valid(pred: Tensor, target: Tensor, c1: float, c2: float, cov_norm: float = 1.0) -> Tensor:
+    """Per-plane valid-window SSIM averaged over pixels, then planes: (N, C, H, W) float64 -> (N,).
+
+    One plane at a time through two reused buffers (5, H, W): the CPU path then allocates nothing per plane.
+    """
+    n, c, h, w = pred.shape
+    buf, scratch = gauss.planes("moments", 5, h, w, pred), gauss.planes("scratch", 5, h, w, pred)
+    scores = pred.new_empty(n, c)
+    for i in range(n):
+        for j in range(c):
+            moments = _moments_(pred[i, j : j + 1], target[i, j : j + 1], buf)
+            scores[i, j] = mean_over(_ssim_map_(gauss.filter_valid_(moments, scratch), c1, c2, cov_norm))
+    return mean_over(scores, (1,))
 
 
 def _ssim_gaussian2d(pred: Tensor, target: Tensor) -> Tensor:
     """Wang et al.'s reference SSIM per channel, channels averaged: (N, 3, H, W) float64 in [0, 1] -> (N,)."""
-    h, w = pred.shape[-2:]
-    if min(h, w) < _GAUSSIAN_WINDOW:
-        raise ValueError(
-            f"ssim variant 'gaussian2d' needs images of at least {_GAUSSIAN_WINDOW}x{_GAUSSIAN_WINDOW} pixels "
-            f"(valid filtering with an {_GAUSSIAN_WINDOW}x{_GAUSSIAN_WINDOW} window), got {h}x{w}"
-        )
-    # downsample=False: piq's default first average-pools by round(min(H, W) / 256), which Wang's later ssim.m does
-    # but neither skimage nor the deblurring papers' Python scripts do (it inflates SSIM by ~0.03-0.09).
-    return piq.ssim(pred, target, data_range=1.0, reduction="none", downsample=False)
-
-
-_MATLAB_SIGMA = 1.5
-_MATLAB_RADIUS = 5
-"""MATLAB ``ssim``: ``filtRadius = ceil(3 * 1.5) = 5``, i.e. an 11-tap Gaussian along every array dimension."""
-
-
-def _gauss_taps(dtype: torch.dtype, device: torch.device) -> Tensor:
-    x = torch.arange(-_MATLAB_RADIUS, _MATLAB_RADIUS + 1, dtype=dtype, device=device)
-    taps = torch.exp(-(x**2) / (2 * _MATLAB_SIGMA**2))
-    return taps / taps.sum()
-
-
-def _gauss3d_replicate(volume: Tensor) -> Tensor:
-    """Separable 11x11x11 Gaussian (sigma 1.5) of (N, 1, D, H, W) with replicate padding, same size out."""
-    r = _MATLAB_RADIUS
-    padded = F.pad(volume, (r, r, r, r, r, r), mode="replicate")
-    taps = _gauss_taps(volume.dtype, volume.device)
-    out = F.conv3d(padded, taps.view(1, 1, -1, 1, 1))
-    out = F.conv3d(out, taps.view(1, 1, 1, -1, 1))
-    return F.conv3d(out, taps.view(1, 1, 1, 1, -1))
+    _check_window("gaussian2d", *pred.shape[-2:])
+    return _ssim_valid(pred, target, 0.01**2, 0.03**2)  # data range 1
 
 
 def _ssim_matlab3d(pred: Tensor, target: Tensor) -> Tensor:
     """MATLAB's ``ssim(A, ref)`` applied to H x W x 3 uint8 arrays: (N, 3, H, W) float64 in [0, 1] -> (N,)."""
-    # MATLAB sees a 3-D volume: the colour axis is filtered like the spatial ones (depth 3, replicate padding).
-    x = pred.mul(255.0).unsqueeze(1)
-    y = target.mul(255.0).unsqueeze(1)
-    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
-    mu_x, mu_y = _gauss3d_replicate(x), _gauss3d_replicate(y)
-    var_x = _gauss3d_replicate(x * x) - mu_x**2
-    var_y = _gauss3d_replicate(y * y) - mu_y**2
-    cov = _gauss3d_replicate(x * y) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.mean(dim=(1, 2, 3, 4))
+    # MATLAB sees a 3-D volume: the colour axis is filtered like the spatial ones (depth 3, replicate padding). That
+    # filter is a 3x3 mixing of the colour planes (gauss.depth_mixing), applied to the moments before the separable
+    # 2-D filter. MATLAB works in 0..255 with C = (K * 255)^2; SSIM is invariant to that scaling, so [0, 1] and
+    # C = K^2 give the same numbers (to 1e-15) without a scaled copy of the images.
+    c1, c2 = 0.01**2, 0.03**2
+    n, c, h, w = pred.shape
+    mix = gauss.depth_mixing(c).tolist()
+    buf, scratch = gauss.planes("moments", 5, h, w, pred), gauss.planes("scratch", 5, h, w, pred)
+    scores = pred.new_zeros(n)
+    for i in range(n):
+        for d in range(c):
+            moments = _mixed_moments_(pred[i], target[i], mix[d], buf)
+            scores[i] += mean_over(_ssim_map_(gauss.filter_replicate_(moments, scratch), c1, c2)) / c
+    return scores
 
 
-_SKIMAGE_SIGMA = 1.5
-_SKIMAGE_RADIUS = 5
-"""scikit-image's ``gaussian_weights=True``: ``truncate = 3.5``, radius ``int(3.5 * 1.5 + 0.5) = 5``, window 11."""
-
-
-def _scipy_gauss_taps(dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``scipy.ndimage._gaussian_kernel1d(1.5, 0, 5)``: ``exp(-0.5 / sigma^2 x^2)``, normalised to sum 1."""
-    x = torch.arange(-_SKIMAGE_RADIUS, _SKIMAGE_RADIUS + 1, dtype=dtype, device=device)
-    taps = torch.exp(-0.5 / (_SKIMAGE_SIGMA * _SKIMAGE_SIGMA) * x**2)
-    return taps / taps.sum()
-
-
-def _gauss2d_valid(planes: Tensor) -> Tensor:
-    """Separable 11x11 Gaussian of (M, 1, H, W), rows then columns as ``gaussian_filter``, valid part only.
-
-    The valid part is what scikit-image's 5 px crop of the SSIM map keeps, so ``mode="reflect"`` never matters.
-    """
-    taps = _scipy_gauss_taps(planes.dtype, planes.device)
-    out = F.conv2d(planes, taps.view(1, 1, -1, 1))
-    return F.conv2d(out, taps.view(1, 1, 1, -1))
+def _mixed_moments_(x: Tensor, y: Tensor, weights: list[float], out: Tensor) -> Tensor:
+    """``out`` (5, H, W) := the five moments of (C, H, W) images mixed over channels: ``sum_k weights[k] x_k`` etc."""
+    mx, my, mxx, myy, mxy = out.unbind(0)
+    out.zero_()
+    for k, wk in enumerate(weights):
+        xk, yk = x[k], y[k]
+        mx.add_(xk, alpha=wk)
+        my.add_(yk, alpha=wk)
+        mxx.addcmul_(xk, xk, value=wk)
+        myy.addcmul_(yk, yk, value=wk)
+        mxy.addcmul_(xk, yk, value=wk)
+    return out
 
 
 def _ssim_ycrcb_sample(pred: Tensor, target: Tensor) -> Tensor:
     """SDWNet's SSIM on OpenCV's 8-bit YCrCb with sample covariance: (N, 3, H, W) float64 in [0, 1] -> (N,)."""
-    h, w = pred.shape[-2:]
-    window = 2 * _SKIMAGE_RADIUS + 1
-    if min(h, w) < window:
-        raise ValueError(
-            f"ssim variant 'ycrcb_sample' needs images of at least {window}x{window} pixels (scikit-image's "
-            f"{window}x{window} Gaussian window), got {h}x{w}"
-        )
-    n = pred.shape[0]
-    x = ycrcb_uint8(pred, "pred").reshape(n * 3, 1, h, w)
-    y = ycrcb_uint8(target, "target").reshape(n * 3, 1, h, w)
-    cov_norm = window**2 / (window**2 - 1)  # use_sample_covariance=True: NP / (NP - 1), NP = 121
+    _check_window("ycrcb_sample", *pred.shape[-2:])
+    cov_norm = _GAUSSIAN_WINDOW**2 / (_GAUSSIAN_WINDOW**2 - 1)  # use_sample_covariance=True: NP / (NP - 1), NP = 121
     c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2  # data range 255 from the uint8 dtype
-    ux, uy = _gauss2d_valid(x), _gauss2d_valid(y)
-    uxx, uyy, uxy = _gauss2d_valid(x * x), _gauss2d_valid(y * y), _gauss2d_valid(x * y)
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
-    ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
-    return ssim_map.mean(dim=(1, 2, 3)).view(n, 3).mean(dim=1)
+    return _ssim_valid(ycrcb_uint8(pred, "pred"), ycrcb_uint8(target, "target"), c1, c2, cov_norm)
 
 
 SSIM_VARIANTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {

@@ -435,3 +435,26 @@ def bench_models(
     md_path = json_path.with_suffix(".md")
     atomic.write_text(md_path, render_bench_markdown(payload))
     return json_path, md_path
+
+
+def bench_speed_to(
+    layout: Layout, *, tlc_models: Sequence[str], size: tuple[int, int], repeats: int, pairs: int
+) -> tuple[Path, Path]:
+    """Scoring and TLC speed (``benchmark.tools.bench_speed``) on this machine's device, written to
+    ``<results>/bench/speed-<device>.{json,md}``; returns both paths."""
+    from benchmark.tools.bench_speed import bench_scoring, bench_ssim_frame, bench_tlc, render_speed_markdown
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    info = machine(device)
+    payload = {
+        "machine": info,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "ssim": _timed("ssim", bench_ssim_frame, device, repeats),
+        "scoring": _timed("scoring", bench_scoring, pairs, repeats),
+        "tlc": _timed("tlc", bench_tlc, tlc_models, device=device, size=size, repeats=repeats),
+    }
+    json_path = layout.bench / f"speed-{device_slug(info)}.json"
+    atomic.write_json(json_path, payload)
+    md_path = json_path.with_suffix(".md")
+    atomic.write_text(md_path, render_speed_markdown(payload))
+    return json_path, md_path

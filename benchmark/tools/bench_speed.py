@@ -1,0 +1,284 @@
+"""The speed targets of scoring and TLC, measured side by side in one run (``python -m benchmark.bench speed``).
+
+- SSIM on one 1280x720 pair (GoPro's frame size): ours (``gaussian2d`` and ``matlab3d``, float64) on the bench device,
+  on one CPU thread and on all of them, against scikit-image's ``structural_similarity`` on the same pair, with the
+  largest score difference (``gaussian2d`` against scikit-image, ``matlab3d`` against scipy's 3-D Gaussian with
+  'nearest' borders, the independent volume SSIM of ``tests/test_metrics.py``).
+- Scoring throughput of ``score_protocols`` over 1280x720 pairs under the GoPro and RealBlur-J protocols with 0
+  (in-process), 1 and N score workers (N = this process's cores), the model being the identity so that only scoring
+  is timed.
+- TLC per model at ``--latency-size``: latency without TLC, with our local layers and with TLC's own
+  (``benchmark.tools.tlc_release``), the float32 box-mean error of both, and peak memory with and without TLC (CPU: the
+  peak resident set size of a fresh process that builds the model and runs one forward; CUDA:
+  ``max_memory_allocated``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from benchmark.core.config import load_config
+from benchmark.evaluation.tlc import count_local_layers, to_local
+from benchmark.scoring.loop import score_protocols
+from benchmark.scoring.metrics import ssim
+from benchmark.scoring.pool import default_workers
+from benchmark.tools.tlc_release import as_release, box_mean_errors
+from models import create_model
+
+__all__ = ["bench_scoring", "bench_ssim_frame", "bench_tlc", "render_speed_markdown"]
+
+
+def _frame_pair() -> tuple[np.ndarray, np.ndarray]:
+    """A 720 x 1280 x 3 uint8 pair: the astronaut tiled, and a copy shifted by (2, -3) px plus a +-12 grey pattern."""
+    from skimage import data
+
+    base = np.tile(data.astronaut(), (2, 3, 1))[:720, :1280]
+    idx = np.arange(base.size, dtype=np.int64).reshape(base.shape)
+    noise = (idx * 2654435761 % 4093) % 25 - 12
+    pred = np.clip(np.roll(base, (2, -3), axis=(0, 1)).astype(np.int64) + noise, 0, 255).astype(np.uint8)
+    return pred, base
+
+
+def _best(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Best of ``repeats`` timed calls after one warm-up (the machine is shared: the minimum is the least noisy)."""
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def _with_threads(n: int, fn: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+
+    return run
+
+
+def _matlab3d_scipy(pred: np.ndarray, gt: np.ndarray) -> float:
+    from scipy import ndimage
+
+    x, y = pred.astype(np.float64), gt.astype(np.float64)
+
+    def g(v: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(v, 1.5, mode="nearest", truncate=5 / 1.5)
+
+    mx, my = g(x), g(y)
+    vx, vy, cxy = g(x * x) - mx**2, g(y * y) - my**2, g(x * y) - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    return float((((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean())
+
+
+def bench_ssim_frame(device: torch.device, repeats: int) -> dict[str, dict[str, float]]:
+    """Seconds per 1280x720 pair: ours per variant (1 thread and all, on ``device``) and scikit-image's (CPU)."""
+    from skimage.metrics import structural_similarity
+
+    pred, gt = _frame_pair()
+    t_sk, ref = _best(
+        lambda: structural_similarity(
+            gt, pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1
+        ),
+        repeats,
+    )
+    x = torch.from_numpy(pred).permute(2, 0, 1)[None].double().div(255).to(device)
+    y = torch.from_numpy(gt).permute(2, 0, 1)[None].double().div(255).to(device)
+    refs = {"gaussian2d": float(ref), "matlab3d": _matlab3d_scipy(pred, gt)}
+    out = {}
+    for variant, reference in refs.items():
+
+        def run(v: str = variant) -> float:
+            value = ssim(x, y, v).item()  # .item() synchronises a CUDA device
+            return value
+
+        t_all, value = _best(run, repeats)
+        row = {"seconds": t_all, "skimage_seconds": t_sk, "difference": abs(value - reference)}
+        if device.type == "cpu":
+            row["seconds_1_thread"] = _best(_with_threads(1, run), repeats)[0]
+        out[variant] = row
+    return out
+
+
+class _Stored(torch.nn.Module):
+    """``model(lq) -> lq``: scoring throughput without inference."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def bench_scoring(pairs: int, repeats: int) -> dict[str, object]:
+    """Pairs/s of ``score_protocols`` on ``pairs`` 1280x720 pairs, per protocol and number of score workers."""
+    pred, gt = (torch.from_numpy(a).permute(2, 0, 1).float().div(255) for a in _frame_pair())
+    loader = [{"lq": pred[None], "gt": gt[None], "name": [f"pair{i}"]} for i in range(pairs)]
+    n = default_workers()
+    out: dict[str, object] = {"pairs": pairs, "cores": n, "protocols": {}}
+    for dataset in ("gopro", "realblur_j"):
+        protocol = load_config([f"dataset={dataset}"]).dataset.protocol
+        rates, reference = {}, None
+        for workers in sorted({0, 1, n}):
+            seconds, scores = _best(
+                lambda w=workers, p=protocol: score_protocols(_Stored(), loader, (p,), progress=False, workers=w)[0],
+                repeats,
+            )
+            reference = reference or scores.values
+            rates[str(workers)] = {"pairs_per_s": pairs / seconds, "identical": scores.values == reference}
+        out["protocols"][dataset] = rates
+    return out
+
+
+def _latency(model: torch.nn.Module, blur: torch.Tensor, repeats: int) -> float:
+    def run() -> None:
+        with torch.inference_mode():
+            model(blur)
+        if blur.device.type == "cuda":
+            torch.cuda.synchronize(blur.device)
+
+    return _best(run, repeats)[0]
+
+
+def _peak_memory_mib(name: str, size: tuple[int, int], tlc: bool, device: torch.device) -> float:
+    """Peak memory of one forward at ``size``: CUDA ``max_memory_allocated``; CPU a fresh process's peak RSS."""
+    if device.type == "cuda":
+        model = create_model(name).eval()
+        model = (to_local(model, (256, 256)) if tlc else model).to(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        with torch.inference_mode():
+            model(torch.rand(1, 3, *size, device=device))
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    code = (
+        "import json, resource, sys, torch\n"
+        "from benchmark.evaluation.tlc import to_local\n"
+        "from models import create_model\n"
+        f"m = create_model({name!r}).eval()\n"
+        f"m = to_local(m, (256, 256)) if {tlc} else m\n"
+        "with torch.inference_mode():\n"
+        f"    m(torch.rand(1, 3, {size[0]}, {size[1]}))\n"
+        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"  # Linux: KiB
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def bench_tlc(
+    names: Sequence[str], *, device: torch.device, size: tuple[int, int], repeats: int, memory: bool = True
+) -> dict[str, object]:
+    """TLC latency (ours and TLC's own layers) and peak memory per model, plus the box-mean error of both."""
+    rows = {}
+    for name in names:
+        torch.manual_seed(0)
+        model = create_model(name).eval()
+        local = to_local(model, (256, 256)).eval()
+        if not count_local_layers(local):
+            continue
+        release = as_release(local).to(device).eval()
+        model, local = model.to(device), local.to(device)
+        blur = torch.rand(1, 3, *size, device=device)
+        # Interleaved, so that a slow spell of the shared machine hits all three alike.
+        times: dict[str, list[float]] = {"plain": [], "ours": [], "tlc": []}
+        for _ in range(repeats):
+            for key, net in (("plain", model), ("ours", local), ("tlc", release)):
+                times[key].append(_latency(net, blur, 1))
+        row = {f"{k}_ms": 1000 * statistics.median(v) for k, v in times.items()}
+        with torch.inference_mode():
+            row["max_output_difference"] = (local(blur) - release(blur)).abs().max().item()
+        if memory:
+            row["peak_mib"] = _peak_memory_mib(name, size, False, device)
+            row["peak_tlc_mib"] = _peak_memory_mib(name, size, True, device)
+        rows[name] = row
+        print(f"[bench] tlc {name}: {json.dumps(row)}", file=sys.stderr)
+    return {"size": list(size), "repeats": repeats, "models": rows, "box_mean_error": box_mean_errors()}
+
+
+def _ssim_lines(frame: dict) -> list[str]:
+    lines = [
+        "SSIM of one 1280x720 pair (best of the repeats, seconds): ours in float64 against scikit-image's "
+        "`structural_similarity` (one CPU thread) on the same pair.",
+        "",
+        "| Variant | Ours (all threads) | Ours (1 thread) | scikit-image | Speed-up (1 thread) | Difference |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for variant, r in frame.items():
+        one = r.get("seconds_1_thread")
+        speedup = r["skimage_seconds"] / (one or r["seconds"])
+        lines.append(
+            f"| `{variant}` | {r['seconds']:.3f} | {'n/a' if one is None else f'{one:.3f}'} | "
+            f"{r['skimage_seconds']:.3f} | {speedup:.2f}x | {r['difference']:.1e} |"
+        )
+    lines += [
+        "",
+        "Difference: `gaussian2d` against scikit-image's score, `matlab3d` against scipy's 3-D Gaussian with replicate "
+        "borders (tests: within 1e-12 of scikit-image and of NAFNet's `_ssim_3d` in float64 on a 1280x720 pair).",
+    ]
+    return lines
+
+
+def _scoring_lines(scoring: dict) -> list[str]:
+    lines = [
+        "",
+        f"Scoring throughput (pairs/s over {scoring['pairs']} 1280x720 pairs; {scoring['cores']} cores; 0 workers = "
+        "in the evaluating process):",
+        "",
+        "| Protocol | " + " | ".join(f"{w} workers" for w in next(iter(scoring["protocols"].values()))) + " | Scores |",
+        "|---|" + "---:|" * len(next(iter(scoring["protocols"].values()))) + "---|",
+    ]
+    for protocol, rates in scoring["protocols"].items():
+        base = rates["1"]["pairs_per_s"]
+        cells = [f"{r['pairs_per_s']:.2f} ({r['pairs_per_s'] / base:.2f}x)" for r in rates.values()]
+        same = "identical" if all(r["identical"] for r in rates.values()) else "DIFFER"
+        lines.append(f"| {protocol} | " + " | ".join(cells) + f" | {same} |")
+    return lines
+
+
+def _tlc_lines(tlc: dict) -> list[str]:
+    err = tlc["box_mean_error"]
+    lines = [
+        "",
+        f"TLC at {tlc['size'][0]}x{tlc['size'][1]} (median of {tlc['repeats']}, interleaved): ours against TLC's own "
+        "layers (megvii-research/TLC@8e87983 `local_arch.py`, written from its text) on the same converted network.",
+        "",
+        "| Model | Plain (ms) | TLC ours (ms) | TLC release (ms) | Ours overhead | Release overhead | Ours / release "
+        "| Peak MiB | Peak MiB TLC |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in tlc["models"].items():
+        lines.append(
+            f"| {name} | {r['plain_ms']:,.0f} | {r['ours_ms']:,.0f} | {r['tlc_ms']:,.0f} | "
+            f"{100 * (r['ours_ms'] / r['plain_ms'] - 1):+.1f}% | {100 * (r['tlc_ms'] / r['plain_ms'] - 1):+.1f}% | "
+            f"{r['ours_ms'] / r['tlc_ms']:.2f} | {r.get('peak_mib', 0):,.0f} | {r.get('peak_tlc_mib', 0):,.0f} |"
+        )
+    lines += [
+        "",
+        f"Float32 box means of a {err['shape'][2]}x{err['shape'][3]} map with a {err['kernel'][0]}-px window, largest "
+        f"error against float64: ours {err['ours']:.1e}, TLC's integral image {err['tlc']:.1e}.",
+    ]
+    return lines
+
+
+def render_speed_markdown(payload: dict) -> str:
+    """``results/bench/speed-<device>.md`` from :func:`bench_ssim_frame`, :func:`bench_scoring`, :func:`bench_tlc`."""
+    m = payload["machine"]
+    lines = [
+        f"# Scoring and TLC speed: {m.get('gpu') or m['cpu']} ({m['device']}, {m['threads']} threads)",
+        "",
+        *_ssim_lines(payload["ssim"]),
+        *(_scoring_lines(payload["scoring"]) if payload.get("scoring") else []),
+        *(_tlc_lines(payload["tlc"]) if payload.get("tlc") else []),
+        "",
+        "Generated by `python -m benchmark.bench speed`; do not edit by hand.",
+        "",
+    ]
+    return "\n".join(lines)
