@@ -295,7 +295,8 @@ NAFNET_SSIM_3D_FRAME = 0.5919237986624525
 """megvii-research/NAFNet@2b4af71 ``basicsr/metrics/psnr_ssim.py`` ``_ssim_3d(pred, gt, 255)`` on ``_frame_pair`` (HWC
 float64 of the uint8 arrays), run in a scratch folder in float64 on the CPU: the release's conv3d built with
 ``dtype=torch.float64`` instead of ``.float().cuda()``, and applied to 40-row stripes of the edge-padded volume
-(the whole 1280x720 volume needs 29 GB of im2col buffer on the CPU; on a 90x100 crop stripes and whole agree exactly)."""
+(the whole 1280x720 volume needs 29 GB of im2col buffer on the CPU; on a 90x100 crop stripes and whole agree
+exactly)."""
 
 
 def test_gaussian2d_equals_skimage_on_a_1280x720_frame() -> None:
