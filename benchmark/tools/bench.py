@@ -141,7 +141,7 @@ def bench_model(
 
 
 def bench_metrics(pairs: int = 8, size: int = 256, device: torch.device | None = None) -> dict[str, float | str]:
-    """SSIM pairs/s: ours (``gaussian2d``, piq in float64, one batched call on ``device``) vs scikit-image (CPU,
+    """SSIM pairs/s: ours (``gaussian2d``, separable float64, one batched call on ``device``) vs scikit-image (CPU,
     one pair at a time) on the same 8-bit pairs."""
     import numpy as np
     from skimage.metrics import structural_similarity
@@ -310,7 +310,7 @@ def _modes_table(modes: dict) -> list[str]:
 def _metrics_and_loader(metric: dict, loader: dict) -> list[str]:
     return [
         "",
-        f"Metric throughput ({metric['size']}x{metric['size']} pairs): ours (`gaussian2d`, piq float64, batched on "
+        f"Metric throughput ({metric['size']}x{metric['size']} pairs): ours (`gaussian2d`, float64, batched on "
         f"{metric.get('device', 'cpu')}) {metric['ours_pairs_per_s']:.1f} pairs/s, scikit-image (CPU) "
         f"{metric['skimage_pairs_per_s']:.1f} pairs/s (max difference {metric['max_abs_difference']:.1e}).",
         "",

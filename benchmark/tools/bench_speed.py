@@ -140,14 +140,14 @@ def bench_scoring(pairs: int, repeats: int) -> dict[str, object]:
     return out
 
 
-def _latency(model: torch.nn.Module, blur: torch.Tensor, repeats: int) -> float:
-    def run() -> None:
-        with torch.inference_mode():
-            model(blur)
-        if blur.device.type == "cuda":
-            torch.cuda.synchronize(blur.device)
-
-    return _best(run, repeats)[0]
+def _forward_seconds(model: torch.nn.Module, blur: torch.Tensor) -> float:
+    """Seconds of one forward pass (synchronised on CUDA)."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        model(blur)
+    if blur.device.type == "cuda":
+        torch.cuda.synchronize(blur.device)
+    return time.perf_counter() - start
 
 
 def _peak_memory_mib(name: str, size: tuple[int, int], tlc: bool, device: torch.device) -> float:
@@ -187,11 +187,14 @@ def bench_tlc(
         release = as_release(local).to(device).eval()
         model, local = model.to(device), local.to(device)
         blur = torch.rand(1, 3, *size, device=device)
+        nets = {"plain": model, "ours": local, "tlc": release}
+        for net in nets.values():  # warm-up: first-touch allocations, kernel selection
+            _forward_seconds(net, blur)
         # Interleaved, so that a slow spell of the shared machine hits all three alike.
-        times: dict[str, list[float]] = {"plain": [], "ours": [], "tlc": []}
+        times: dict[str, list[float]] = {key: [] for key in nets}
         for _ in range(repeats):
-            for key, net in (("plain", model), ("ours", local), ("tlc", release)):
-                times[key].append(_latency(net, blur, 1))
+            for key, net in nets.items():
+                times[key].append(_forward_seconds(net, blur))
         row = {f"{k}_ms": 1000 * statistics.median(v) for k, v in times.items()}
         with torch.inference_mode():
             row["max_output_difference"] = (local(blur) - release(blur)).abs().max().item()
