@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         help="models whose TLC latency and memory `speed` measures at --latency-size (full size by default)",
     )
     parser.add_argument("--score-pairs", type=int, default=8, help="1280x720 pairs in the scoring-throughput set")
+    parser.add_argument(
+        "--tlc-repeats",
+        type=int,
+        default=None,
+        help="timed forwards per TLC variant (default: --repeats on CUDA, 1 on the CPU, where MPRNet's takes minutes)",
+    )
     return parser
 
 
@@ -100,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tlc_models=args.tlc_models,
             size=tuple(args.latency_size),
             repeats=args.repeats,
+            tlc_repeats=args.tlc_repeats or (args.repeats if cuda else 1),
             pairs=args.score_pairs,
         )
         print(f"[bench] wrote {written[0]} and {written[1]}")

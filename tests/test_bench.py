@@ -131,7 +131,7 @@ def test_speed_benchmark_measures_ssim_scoring_and_tlc() -> None:
     tlc = bench_tlc(["identity", "nafnet_tiny"], device=cpu, size=(48, 64), repeats=1)
     assert list(tlc["models"]) == ["nafnet_tiny"]  # identity has nothing to convert
     row = tlc["models"]["nafnet_tiny"]
-    assert row["max_output_difference"] < 1e-4 and row["peak_tlc_mib"] > 50 and row["peak_mib"] > 50
+    assert row["max_output_difference"] < 1e-4 and min(row[f"{v}_peak_mib"] for v in ("plain", "ours", "tlc")) > 50
     assert tlc["box_mean_error"]["ours"] < tlc["box_mean_error"]["tlc"]
     text = render_speed_markdown({"machine": machine(cpu), "ssim": frame, "scoring": scoring, "tlc": tlc})
     assert "| `matlab3d` |" in text and "| realblur_j |" in text and "| nafnet_tiny |" in text

@@ -438,7 +438,7 @@ def bench_models(
 
 
 def bench_speed_to(
-    layout: Layout, *, tlc_models: Sequence[str], size: tuple[int, int], repeats: int, pairs: int
+    layout: Layout, *, tlc_models: Sequence[str], size: tuple[int, int], repeats: int, tlc_repeats: int, pairs: int
 ) -> tuple[Path, Path]:
     """Scoring and TLC speed (``benchmark.tools.bench_speed``) on this machine's device, written to
     ``<results>/bench/speed-<device>.{json,md}``; returns both paths."""
@@ -451,7 +451,7 @@ def bench_speed_to(
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "ssim": _timed("ssim", bench_ssim_frame, device, repeats),
         "scoring": _timed("scoring", bench_scoring, pairs, repeats),
-        "tlc": _timed("tlc", bench_tlc, tlc_models, device=device, size=size, repeats=repeats),
+        "tlc": _timed("tlc", bench_tlc, tlc_models, device=device, size=size, repeats=tlc_repeats),
     }
     json_path = layout.bench / f"speed-{device_slug(info)}.json"
     atomic.write_json(json_path, payload)

@@ -30,7 +30,7 @@ from benchmark.evaluation.tlc import count_local_layers, to_local
 from benchmark.scoring.loop import score_protocols
 from benchmark.scoring.metrics import ssim
 from benchmark.scoring.pool import default_workers
-from benchmark.tools.tlc_release import as_release, box_mean_errors
+from benchmark.tools.tlc_release import as_release, box_mean_errors, wake_zero_parameters
 from models import create_model
 
 __all__ = ["bench_scoring", "bench_ssim_frame", "bench_tlc", "render_speed_markdown"]
@@ -150,60 +150,85 @@ def _forward_seconds(model: torch.nn.Module, blur: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
-def _peak_memory_mib(name: str, size: tuple[int, int], tlc: bool, device: torch.device) -> float:
-    """Peak memory of one forward at ``size``: CUDA ``max_memory_allocated``; CPU a fresh process's peak RSS."""
+VARIANTS = ("plain", "ours", "tlc")
+"""TLC bench variants: the network as built, converted by ``to_local`` (ours), and that with TLC's own layers."""
+
+
+def build_variant(name: str, variant: str) -> torch.nn.Module | None:
+    """Model ``name`` (seeded, zero layer scales woken) as ``variant``; None when TLC has nothing to convert."""
+    torch.manual_seed(0)
+    model = wake_zero_parameters(create_model(name).eval())
+    if variant == "plain":
+        return model
+    local = to_local(model, (256, 256)).eval()
+    if not count_local_layers(local):
+        return None
+    return local if variant == "ours" else as_release(local).eval()
+
+
+def time_variant(name: str, variant: str, size: tuple[int, int], repeats: int, device: torch.device) -> dict:
+    """Seconds of ``repeats`` forwards at ``size`` after a 64x64 warm-up, and the peak memory (MiB) meanwhile: CUDA's
+    ``max_memory_allocated``, or on the CPU this process's peak resident set size (run it in a fresh process)."""
+    import resource
+
+    model = build_variant(name, variant)
+    assert model is not None
+    model = model.to(device)
+    _forward_seconds(model, torch.rand(1, 3, 64, 64, device=device))
+    blur = torch.rand(1, 3, *size, device=device)
     if device.type == "cuda":
-        model = create_model(name).eval()
-        model = (to_local(model, (256, 256)) if tlc else model).to(device)
         torch.cuda.reset_peak_memory_stats(device)
-        with torch.inference_mode():
-            model(torch.rand(1, 3, *size, device=device))
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    code = (
-        "import json, resource, sys, torch\n"
-        "from benchmark.evaluation.tlc import to_local\n"
-        "from models import create_model\n"
-        f"m = create_model({name!r}).eval()\n"
-        f"m = to_local(m, (256, 256)) if {tlc} else m\n"
-        "with torch.inference_mode():\n"
-        f"    m(torch.rand(1, 3, {size[0]}, {size[1]}))\n"
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"  # Linux: KiB
+    seconds = [_forward_seconds(model, blur) for _ in range(repeats)]
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return {"seconds": seconds, "peak_mib": peak}
+
+
+def _time_in_fresh_process(name: str, variant: str, size: tuple[int, int], repeats: int) -> dict:
+    """:func:`time_variant` on the CPU in a new interpreter, so that its peak RSS is this variant's alone."""
+    args = [name, variant, str(size[0]), str(size[1]), str(repeats)]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark.tools.bench_speed", *args], capture_output=True, text=True, check=False
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    if done.returncode != 0:
+        raise RuntimeError(f"bench of {name} ({variant}) failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def bench_tlc(
-    names: Sequence[str], *, device: torch.device, size: tuple[int, int], repeats: int, memory: bool = True
+    names: Sequence[str], *, device: torch.device, size: tuple[int, int], repeats: int, check_size=(320, 512)
 ) -> dict[str, object]:
-    """TLC latency (ours and TLC's own layers) and peak memory per model, plus the box-mean error of both."""
+    """TLC latency and peak memory per model (plain, ours, TLC's own layers), the largest output difference of ours
+    and TLC's at ``check_size`` (beyond the 256 px training size, so the windows are local), and the box-mean error of
+    both. On the CPU each variant runs in a fresh process (peak RSS is per variant), in the order of ``VARIANTS``."""
     rows = {}
     for name in names:
-        torch.manual_seed(0)
-        model = create_model(name).eval()
-        local = to_local(model, (256, 256)).eval()
-        if not count_local_layers(local):
+        ours, release = build_variant(name, "ours"), build_variant(name, "tlc")
+        if ours is None or release is None:
             continue
-        release = as_release(local).to(device).eval()
-        model, local = model.to(device), local.to(device)
-        blur = torch.rand(1, 3, *size, device=device)
-        nets = {"plain": model, "ours": local, "tlc": release}
-        for net in nets.values():  # warm-up: first-touch allocations, kernel selection
-            _forward_seconds(net, blur)
-        # Interleaved, so that a slow spell of the shared machine hits all three alike.
-        times: dict[str, list[float]] = {key: [] for key in nets}
-        for _ in range(repeats):
-            for key, net in nets.items():
-                times[key].append(_forward_seconds(net, blur))
-        row = {f"{k}_ms": 1000 * statistics.median(v) for k, v in times.items()}
+        probe = torch.rand(1, 3, *check_size, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
-            row["max_output_difference"] = (local(blur) - release(blur)).abs().max().item()
-        if memory:
-            row["peak_mib"] = _peak_memory_mib(name, size, False, device)
-            row["peak_tlc_mib"] = _peak_memory_mib(name, size, True, device)
+            difference = (ours(probe) - release(probe)).abs().max().item()
+        del ours, release
+        row: dict[str, float] = {"max_output_difference": difference}
+        for variant in VARIANTS:
+            if device.type == "cuda":
+                result = time_variant(name, variant, size, repeats, device)
+            else:
+                result = _time_in_fresh_process(name, variant, size, repeats)
+            row[f"{variant}_ms"] = 1000 * statistics.median(result["seconds"])
+            row[f"{variant}_peak_mib"] = result["peak_mib"]
         rows[name] = row
         print(f"[bench] tlc {name}: {json.dumps(row)}", file=sys.stderr)
-    return {"size": list(size), "repeats": repeats, "models": rows, "box_mean_error": box_mean_errors()}
+    return {
+        "size": list(size),
+        "check_size": list(check_size),
+        "repeats": repeats,
+        "models": rows,
+        "box_mean_error": box_mean_errors(),
+    }
 
 
 def _ssim_lines(frame: dict) -> list[str]:
@@ -250,18 +275,21 @@ def _tlc_lines(tlc: dict) -> list[str]:
     err = tlc["box_mean_error"]
     lines = [
         "",
-        f"TLC at {tlc['size'][0]}x{tlc['size'][1]} (median of {tlc['repeats']}, interleaved): ours against TLC's own "
-        "layers (megvii-research/TLC@8e87983 `local_arch.py`, written from its text) on the same converted network.",
+        f"TLC at {tlc['size'][0]}x{tlc['size'][1]} (median of {tlc['repeats']} forwards after a 64x64 warm-up; on the "
+        "CPU each column in a fresh process, whose peak resident set is the memory column): ours against TLC's own "
+        "layers (megvii-research/TLC@8e87983 `local_arch.py`, written from its text) on the same converted network; "
+        f"output difference of the two at {tlc['check_size'][0]}x{tlc['check_size'][1]}.",
         "",
         "| Model | Plain (ms) | TLC ours (ms) | TLC release (ms) | Ours overhead | Release overhead | Ours / release "
-        "| Peak MiB | Peak MiB TLC |",
+        "| Output difference | Peak MiB plain / ours / release |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in tlc["models"].items():
         lines.append(
             f"| {name} | {r['plain_ms']:,.0f} | {r['ours_ms']:,.0f} | {r['tlc_ms']:,.0f} | "
             f"{100 * (r['ours_ms'] / r['plain_ms'] - 1):+.1f}% | {100 * (r['tlc_ms'] / r['plain_ms'] - 1):+.1f}% | "
-            f"{r['ours_ms'] / r['tlc_ms']:.2f} | {r.get('peak_mib', 0):,.0f} | {r.get('peak_tlc_mib', 0):,.0f} |"
+            f"{r['ours_ms'] / r['tlc_ms']:.2f} | {r['max_output_difference']:.1e} | "
+            f"{r['plain_peak_mib']:,.0f} / {r['ours_peak_mib']:,.0f} / {r['tlc_peak_mib']:,.0f} |"
         )
     lines += [
         "",
@@ -285,3 +313,11 @@ def render_speed_markdown(payload: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # python -m benchmark.tools.bench_speed <model> <variant> <height> <width> <repeats>: one CPU TLC measurement as
+    # JSON on the last line (bench_tlc runs it in a fresh process per variant).
+    _name, _variant, _h, _w, _repeats = sys.argv[1:6]
+    result = time_variant(_name, _variant, (int(_h), int(_w)), int(_repeats), torch.device("cpu"))
+    print(json.dumps(result))

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from benchmark.evaluation.tlc import LocalAvgPool2d, LocalInstanceNorm2d
 
-__all__ = ["as_release", "integral_box_mean"]
+__all__ = ["as_release", "box_mean_errors", "integral_box_mean", "wake_zero_parameters"]
 
 
 def integral_box_mean(x: Tensor, kernel_size: tuple[int, int]) -> Tensor:
@@ -67,6 +67,21 @@ def as_release(local: nn.Module) -> nn.Module:
                 setattr(parent, name, _ReleaseAvgPool(child.kernel_size))
             elif isinstance(child, LocalInstanceNorm2d):
                 setattr(parent, name, _ReleaseInstanceNorm(child))
+    return model
+
+
+@torch.no_grad()
+def wake_zero_parameters(model: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
+    """Give every all-zero parameter N(0, std) values, in place; returns ``model``.
+
+    NAFNet initialises its layer scales (``beta``, ``gamma``) to zero, so a freshly built NAFNet's blocks are identities
+    and its channel attention, TLC's target, never reaches the output: comparing two TLC implementations on it would
+    compare nothing. Trained weights are never zero there.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        if p.numel() and not p.any():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
     return model
 
 
