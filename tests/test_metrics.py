@@ -13,6 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from benchmark.scoring.metrics import SSIM_VARIANTS, psnr, quantize_uint8, ssim
 from benchmark.scoring.realblur import AlignmentError, realblur_align, realblur_scores
+from benchmark.tools.bench_speed import frame_pair
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -281,18 +282,8 @@ def test_constant_offset_closed_form_for_both_variants(variant: str) -> None:
 # --- 1280x720 frames: the fast float64 paths against scikit-image and NAFNet's _ssim_3d ---------------------------
 
 
-def _frame_pair() -> tuple[np.ndarray, np.ndarray]:
-    """A GoPro-sized (720 x 1280 x 3 uint8) pair built by integer arithmetic only, so it is the same on every machine:
-    the astronaut tiled, and a copy shifted by (2, -3) px plus a hashed +-12 grey-level pattern."""
-    base = np.tile(data.astronaut(), (2, 3, 1))[:720, :1280]
-    idx = np.arange(base.size, dtype=np.int64).reshape(base.shape)
-    noise = (idx * 2654435761 % 4093) % 25 - 12
-    pred = np.clip(np.roll(base, (2, -3), axis=(0, 1)).astype(np.int64) + noise, 0, 255).astype(np.uint8)
-    return pred, base
-
-
 NAFNET_SSIM_3D_FRAME = 0.5919237986624525
-"""megvii-research/NAFNet@2b4af71 ``basicsr/metrics/psnr_ssim.py`` ``_ssim_3d(pred, gt, 255)`` on ``_frame_pair`` (HWC
+"""megvii-research/NAFNet@2b4af71 ``basicsr/metrics/psnr_ssim.py`` ``_ssim_3d(pred, gt, 255)`` on ``frame_pair`` (HWC
 float64 of the uint8 arrays), run in a scratch folder in float64 on the CPU: the release's conv3d built with
 ``dtype=torch.float64`` instead of ``.float().cuda()``, and applied to 40-row stripes of the edge-padded volume
 (the whole 1280x720 volume needs 29 GB of im2col buffer on the CPU; on a 90x100 crop stripes and whole agree
@@ -300,19 +291,19 @@ exactly)."""
 
 
 def test_gaussian2d_equals_skimage_on_a_1280x720_frame() -> None:
-    pred, gt = _frame_pair()
+    pred, gt = frame_pair()
     ours = ssim(_to_tensor(pred), _to_tensor(gt)).item()
     assert ours == pytest.approx(_sk_ssim(gt, pred), abs=1e-12)
 
 
 def test_matlab3d_equals_nafnets_ssim_3d_on_a_1280x720_frame() -> None:
-    pred, gt = _frame_pair()
+    pred, gt = frame_pair()
     assert ssim(_to_tensor(pred), _to_tensor(gt), "matlab3d").item() == pytest.approx(NAFNET_SSIM_3D_FRAME, abs=1e-12)
 
 
 def test_scores_do_not_depend_on_the_number_of_threads() -> None:
     """Worker processes score on one thread: every score must equal the multi-threaded one exactly, not to 1e-16."""
-    pred, gt = (_to_tensor(a[:200, :300]) for a in _frame_pair())
+    pred, gt = (_to_tensor(a[:200, :300]) for a in frame_pair())
     threads = torch.get_num_threads()
     results = []
     try:

@@ -33,11 +33,13 @@ from benchmark.scoring.pool import default_workers
 from benchmark.tools.tlc_release import as_release, box_mean_errors, wake_zero_parameters
 from models import create_model
 
-__all__ = ["bench_scoring", "bench_ssim_frame", "bench_tlc", "render_speed_markdown"]
+__all__ = ["bench_scoring", "bench_ssim_frame", "bench_tlc", "frame_pair", "render_speed_markdown"]
 
 
-def _frame_pair() -> tuple[np.ndarray, np.ndarray]:
-    """A 720 x 1280 x 3 uint8 pair: the astronaut tiled, and a copy shifted by (2, -3) px plus a +-12 grey pattern."""
+def frame_pair() -> tuple[np.ndarray, np.ndarray]:
+    """A GoPro-sized (720 x 1280 x 3 uint8) (prediction, ground truth) pair built by integer arithmetic only, so it is
+    the same on every machine: the astronaut tiled, and a copy shifted by (2, -3) px plus a hashed +-12 grey pattern.
+    ``tests/test_metrics.py`` holds NAFNet's ``_ssim_3d`` of it as a golden value."""
     from skimage import data
 
     base = np.tile(data.astronaut(), (2, 3, 1))[:720, :1280]
@@ -88,7 +90,7 @@ def bench_ssim_frame(device: torch.device, repeats: int) -> dict[str, dict[str, 
     """Seconds per 1280x720 pair: ours per variant (1 thread and all, on ``device``) and scikit-image's (CPU)."""
     from skimage.metrics import structural_similarity
 
-    pred, gt = _frame_pair()
+    pred, gt = frame_pair()
     t_sk, ref = _best(
         lambda: structural_similarity(
             gt, pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1
@@ -122,7 +124,7 @@ class _Stored(torch.nn.Module):
 
 def bench_scoring(pairs: int, repeats: int) -> dict[str, object]:
     """Pairs/s of ``score_protocols`` on ``pairs`` 1280x720 pairs, per protocol and number of score workers."""
-    pred, gt = (torch.from_numpy(a).permute(2, 0, 1).float().div(255) for a in _frame_pair())
+    pred, gt = (torch.from_numpy(a).permute(2, 0, 1).float().div(255) for a in frame_pair())
     loader = [{"lq": pred[None], "gt": gt[None], "name": [f"pair{i}"]} for i in range(pairs)]
     n = default_workers()
     out: dict[str, object] = {"pairs": pairs, "cores": n, "protocols": {}}
