@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.evaluation.tlc import LocalAvgPool2d, LocalInstanceNorm2d, count_local_layers, to_local
+from benchmark.evaluation.tlc import LocalAvgPool2d, LocalInstanceNorm2d, LocalMeanConv2d, count_local_layers, to_local
 from models import create_model, list_models
 from models.base import TrainOutput
 from models.hinet import HINetTrainOutput, hinet_tiny
@@ -312,8 +312,11 @@ def test_tlc_converts_global_layers(name: str, layer: type[nn.Module], count: in
     if name == "hinet":
         assert isinstance(local.get_submodule("down_path_1.3.norm"), LocalInstanceNorm2d)
         assert isinstance(local.get_submodule("down_path_2.4.norm"), LocalInstanceNorm2d)
-    else:
-        assert all(isinstance(m, LocalAvgPool2d) for n, m in local.named_modules() if n.endswith(("sca.0", "avg_pool")))
+    elif name == "nafnet_w32":  # C -> C attention: nothing to fuse
+        assert all(isinstance(m, LocalAvgPool2d) for n, m in local.named_modules() if n.endswith("sca.0"))
+    else:  # each pool fused into its C -> C/4 squeeze convolution
+        assert all(type(m) is nn.Identity for n, m in local.named_modules() if n.endswith("avg_pool"))
+        assert all(isinstance(m, LocalMeanConv2d) for n, m in local.named_modules() if n.endswith("conv_du.0"))
     # At the training size every window covers its whole feature map, so the converted model is unchanged.
     lq = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

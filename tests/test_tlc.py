@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.evaluation.tlc import LocalAvgPool2d, LocalInstanceNorm2d, box_mean, count_local_layers, to_local
+from benchmark.evaluation.tlc import (
+    LocalAvgPool2d,
+    LocalInstanceNorm2d,
+    LocalMeanConv2d,
+    box_mean,
+    count_local_layers,
+    to_local,
+)
 from benchmark.tools.tlc_release import as_release, box_mean_errors, integral_box_mean, wake_zero_parameters
 from models import create_model, list_models
 
@@ -85,10 +92,17 @@ def test_float32_box_means_on_a_720x1280_map_are_within_1e_5_and_beat_tlcs_own()
     torch.testing.assert_close(integral_box_mean(x, (9, 14)), box_mean(x, (9, 14)), atol=1e-13, rtol=0)
 
 
+def test_box_means_in_cache_sized_steps_equal_the_whole_map_at_once() -> None:
+    x = torch.rand(2, 7, 45, 61, generator=_generator()) * 5 - 0.5
+    whole = box_mean(x, (20, 33), step_bytes=1 << 40)
+    assert torch.equal(box_mean(x, (20, 33), step_bytes=1), whole)  # one plane per step
+    assert torch.equal(box_mean(x, (20, 33), step_bytes=3 * 45 * 61 * 4), whole)  # 3 planes, a ragged last step
+
+
 def test_the_release_layers_swap_in_with_the_same_windows() -> None:
     plain = wake_zero_parameters(create_model("nafnet_tiny").eval())  # zero layer scales would hide the attention
     model = to_local(plain, (32, 32))
-    release = as_release(model)
+    release = as_release(to_local(plain, (32, 32), fuse=False))
     assert count_local_layers(release) == 0 and count_local_layers(model) > 0
     lq = torch.rand(1, 3, 72, 88, generator=_generator())
     with torch.no_grad():
@@ -335,3 +349,88 @@ def test_to_local_on_every_registered_model(name: str) -> None:
         torch.testing.assert_close(local(lq), model(lq), atol=1e-5, rtol=0)  # at train size TLC changes nothing
         lq = torch.rand(1, 3, 72, 100, generator=_generator())
         assert local(lq).shape == lq.shape
+
+
+class SqueezeAttention(nn.Module):
+    """RCAN/MPRNet channel attention: pool, 1x1 squeeze C -> C/4, ReLU, 1x1 excite, sigmoid; ``extra`` also reads
+    the pooled map (then the pool must stay a pool)."""
+
+    def __init__(self, channels: int, extra: bool = False) -> None:
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, channels // 4, 1), nn.ReLU(inplace=True), nn.Conv2d(channels // 4, channels, 1)
+        )
+        self.extra = extra
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.avg_pool(x)
+        out = x * torch.sigmoid(self.conv_du(y))
+        return out + y if self.extra else out
+
+
+class Patches(nn.Module):
+    """A head, then one attention block run on the left and right halves separately (MPRNet's stage-1 patches)."""
+
+    def __init__(self, extra: bool = False) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.ca = SqueezeAttention(8, extra)
+        self.tail = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, lq: Tensor) -> Tensor:
+        f = self.head(lq)
+        left, right = f.chunk(2, dim=-1)
+        return lq + self.tail(torch.cat([self.ca(left), self.ca(right)], dim=-1))
+
+
+def _patches(extra: bool = False) -> Patches:
+    torch.manual_seed(0)
+    return Patches(extra).double().eval()
+
+
+def test_a_pool_read_only_by_a_narrowing_1x1_conv_is_fused_into_it() -> None:
+    model = _patches()
+    fused, unfused = to_local(model, (16, 32)), to_local(model, (16, 32), fuse=False)
+    assert type(fused.ca.avg_pool) is nn.Identity and isinstance(fused.ca.conv_du[0], LocalMeanConv2d)
+    assert fused.ca.conv_du[0].kernel_size == (24, 24)  # each half saw 16 x 16 features: 16 * 24 // 16
+    assert torch.equal(fused.ca.conv_du[0].weight, model.ca.conv_du[0].weight)
+    assert type(fused.ca.conv_du[2]) is nn.Conv2d
+    assert isinstance(unfused.ca.avg_pool, LocalAvgPool2d) and type(unfused.ca.conv_du[0]) is nn.Conv2d
+    assert count_local_layers(fused) == count_local_layers(unfused) == 1
+    assert list(fused.state_dict()) == list(model.state_dict())
+    lq = torch.rand(1, 3, 70, 150, generator=_generator(), dtype=torch.float64)
+    with torch.no_grad():
+        out = fused(lq)
+        # The same function in float64 (only the order of the sums differs), and a local one: not the global model.
+        torch.testing.assert_close(out, unfused(lq), atol=1e-12, rtol=0)
+        assert (out - model(lq)).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="fuse=False"):
+        as_release(fused)
+
+
+def test_a_pool_read_elsewhere_or_followed_by_a_non_narrowing_conv_stays_a_pool() -> None:
+    local = to_local(_patches(extra=True), (16, 32))  # the pooled map is also added to the output
+    assert isinstance(local.ca.avg_pool, LocalAvgPool2d) and type(local.ca.conv_du[0]) is nn.Conv2d
+    local = to_local(_toy(), (32, 32))  # C -> C convolution: fusing saves nothing
+    assert isinstance(local.ca.pool, LocalAvgPool2d)
+    with pytest.raises(ValueError, match="1x1"):
+        LocalMeanConv2d(nn.Conv2d(8, 2, 3, padding=1), (4, 4))
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n.endswith("_tiny")])
+def test_fused_and_unfused_tlc_agree_on_every_tiny_model(name: str) -> None:
+    torch.manual_seed(0)
+    model = wake_zero_parameters(create_model(name).eval()).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fused, unfused = to_local(model, (32, 32)), to_local(model, (32, 32), fuse=False)
+    assert count_local_layers(fused) == count_local_layers(unfused)
+    pooled = [m for m in unfused.modules() if isinstance(m, LocalAvgPool2d)]
+    merged = [m for m in fused.modules() if isinstance(m, LocalMeanConv2d)]
+    # Every RCAN-style attention (MPRNet r = 4, MSFS-Net r = 16) is fused; NAFNet's C -> C attention is not.
+    expected = {"mprnet_tiny": len(pooled), "msfsnet_tiny": len(pooled)}.get(name, 0)
+    assert len(merged) == expected
+    lq = torch.rand(1, 3, 96, 80, generator=_generator(), dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(lq), unfused(lq), atol=1e-12, rtol=0)

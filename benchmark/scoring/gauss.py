@@ -3,9 +3,9 @@
 Two backends with the same arithmetic (an 11-tap correlation along the rows, then along the columns, in float64):
 
 - CPU tensors: ``scipy.ndimage.correlate1d`` on the tensors' memory (``Tensor.numpy`` shares it). scipy filters a
-  contiguous axis with a symmetric kernel in 6 multiplications per output, in C, so the five SSIM moments of a
-  1280x720 RGB pair (15 planes) take about 0.1 s on one core; torch's float64 ``conv2d`` has no vectorised CPU kernel
-  and takes 10x longer (``python -m benchmark.bench metrics`` measures both paths against scikit-image).
+  contiguous axis with a symmetric kernel in 6 multiplications per output, in C; torch's float64 ``conv2d`` has no
+  vectorised CPU kernel and is several times slower (``python -m benchmark.bench speed`` times our SSIM of a 1280x720
+  pair against scikit-image's).
 - Any other device (CUDA): two 1-D ``conv2d`` calls, which run on the device.
 
 ``valid`` filtering keeps only outputs whose window lies inside the image (what scikit-image's 5-px crop of its SSIM

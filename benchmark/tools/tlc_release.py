@@ -6,8 +6,8 @@ four-corner window sums over ``min(h, k1) x min(w, k2)`` divided by the window's
 back to h x w; ``LocalInstanceNorm2d`` (l. 86-112) normalises with that pool's ``E[x]`` and ``E[x^2] - E[x]^2`` (no
 clamp), in the input's dtype. ``replace_layers`` (l. 115-130) swaps ``nn.AdaptiveAvgPool2d(1)`` and
 ``nn.InstanceNorm2d`` for them. Here :func:`as_release` takes a model already converted by
-``benchmark.evaluation.tlc.to_local`` (same windows) and swaps our local layers for these, so the bench times the same
-networks with either implementation.
+``benchmark.evaluation.tlc.to_local(..., fuse=False)`` (same windows) and swaps our local layers for these, so the
+bench times the same networks with either implementation.
 Never used for scoring.
 """
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.evaluation.tlc import LocalAvgPool2d, LocalInstanceNorm2d
+from benchmark.evaluation.tlc import LocalAvgPool2d, LocalInstanceNorm2d, LocalMeanConv2d
 
 __all__ = ["as_release", "box_mean_errors", "integral_box_mean", "wake_zero_parameters"]
 
@@ -59,7 +59,10 @@ class _ReleaseInstanceNorm(nn.Module):
 
 
 def as_release(local: nn.Module) -> nn.Module:
-    """A copy of a ``to_local``-converted model with TLC's own layers in place of ours (same windows, same weights)."""
+    """A copy of a ``to_local(..., fuse=False)``-converted model with TLC's own layers in place of ours (same windows,
+    same weights). A fused pool (``LocalMeanConv2d``) has no layer-for-layer counterpart in TLC: ValueError."""
+    if any(isinstance(m, LocalMeanConv2d) for m in local.modules()):
+        raise ValueError("as_release needs TLC's layer-for-layer form: convert with to_local(..., fuse=False)")
     model = copy.deepcopy(local)
     for parent in list(model.modules()):
         for name, child in list(parent._modules.items()):
