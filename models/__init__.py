@@ -8,6 +8,7 @@ from models import deblurgan as _deblurgan  # noqa: F401
 from models import deblurganv2 as _deblurganv2  # noqa: F401
 from models import deepdeblur as _deepdeblur  # noqa: F401
 from models import dmphn as _dmphn  # noqa: F401
+from models import fftformer as _fftformer  # noqa: F401
 from models import hinet as _hinet  # noqa: F401
 from models import identity as _identity  # noqa: F401
 from models import mimo_unet as _mimo_unet  # noqa: F401
@@ -16,8 +17,10 @@ from models import msfsnet as _msfsnet  # noqa: F401
 from models import mtrnn as _mtrnn  # noqa: F401
 from models import nafnet as _nafnet  # noqa: F401
 from models import pssnsc as _pssnsc  # noqa: F401
+from models import restormer as _restormer  # noqa: F401
 from models import sdwnet as _sdwnet  # noqa: F401
 from models import srn as _srn  # noqa: F401
+from models import stripformer as _stripformer  # noqa: F401
 from models import svrnn as _svrnn  # noqa: F401
 from models._registry import create_model, list_models, register_model
 from models.base import DeblurModel, LossTerms, TrainOutput

@@ -11,6 +11,7 @@ owns its loss, so the trainer never needs to know which outputs a network produc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -113,3 +114,36 @@ class DeblurModel(nn.Module):
     def num_parameters(self) -> int:
         """Number of parameters as ``parameters()`` counts them (shared modules once)."""
         return sum(p.numel() for p in self.parameters())
+
+
+Attend = Callable[[Tensor], Tensor]
+"""The global step of a ``GlobalAttention``: (N, C, h, w) maps -> (N, C', h, w), every output reading all h x w."""
+
+
+class GlobalAttention(nn.Module):
+    """Base of attention blocks whose every output pixel reads the whole feature map (Restormer's transposed
+    attention): ``forward(x) = project(attend(features(x)))``.
+
+    ``features`` holds the spatially local part before the global step (convolutions, shape (N, C, H, W) ->
+    (N, C', H, W)), ``attend`` the global step itself, ``project`` the local part after it. The split is what lets
+    test-time conversions (``benchmark.evaluation.tlc.to_local``) run ``attend`` on local windows without knowing the
+    architecture: they set ``windows`` to a callable ``windows(attend, maps) -> out`` that applies ``attend`` to
+    windows of ``maps`` and reassembles them. ``None`` (the default, as trained) attends over the whole map.
+    """
+
+    windows: Callable[[Attend, Tensor], Tensor] | None = None
+
+    def features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def attend(self, maps: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def project(self, out: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> (N, C, H, W)."""
+        maps = self.features(x)
+        out = self.attend(maps) if self.windows is None else self.windows(self.attend, maps)
+        return self.project(out)

@@ -85,7 +85,6 @@ HEAD's ``train.py`` however overrides ``gan_type = "gan"`` (a vanilla GAN: BCE o
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +95,7 @@ from torch import Tensor, nn
 from models._registry import register_model
 from models.adversarial import WGANGP
 from models.base import DeblurModel, LossTerms, TrainOutput
+from models.losses import vgg19_features
 
 CONTENT_WEIGHT = 100.0
 """``lambda_A`` (``options/train_options.py``): the weight of the content term in the generator loss."""
@@ -103,8 +103,6 @@ CONTENT_WEIGHT = 100.0
 CONTENT_LOSSES = ("l1", "perceptual")
 """``content_loss`` choices: the release's ``--model pix2pix`` (L1) and ``--model content_gan`` (VGG-19 conv3_3 MSE)."""
 
-VGG19_FILE = "vgg19-dcbb9e9d.pth"
-"""torchvision's ImageNet VGG-19 weights (``IMAGENET1K_V1``), read from ``$TORCH_HOME/hub/checkpoints``."""
 
 VGG_CONV3_3 = 14
 """Index of conv3_3 in ``torchvision.models.vgg19().features`` (``PerceptualLoss.contentFunc``'s ``conv_3_3_layer``)."""
@@ -284,32 +282,8 @@ class DeblurGAN(DeblurModel):
 
 
 def vgg19_conv3_3(path: Path | None = None) -> nn.Module:
-    """torchvision's VGG-19 ``features`` up to conv3_3 (indices 0-14), weights from ``path`` (default:
-    ``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``), frozen, in eval mode. Nothing is downloaded.
-
-    The file may hold the whole torchvision state dict or only its ``features.0`` ... ``features.14`` entries.
-
-    Raises:
-        FileNotFoundError: naming where to place the weights.
-    """
-    from torchvision.models import vgg19
-
-    if path is None:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
-    path = Path(os.fspath(path))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"DeblurGAN's perceptual loss needs torchvision's ImageNet VGG-19 weights at {path} "
-            f"(https://download.pytorch.org/models/{VGG19_FILE}, placed by hand; nothing is downloaded here), or use "
-            "content_loss='l1'"
-        )
-    features = vgg19(weights=None).features[: VGG_CONV3_3 + 1]
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    prefix = "features."
-    wanted = {f"{prefix}{k}" for k in features.state_dict()}
-    features.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k in wanted}, strict=True)
-    features.requires_grad_(False)
-    return features.eval()
+    """torchvision's VGG-19 ``features`` up to conv3_3 (indices 0-14), frozen (``models.losses.vgg19_features``)."""
+    return vgg19_features(VGG_CONV3_3, path, needed_by="DeblurGAN's perceptual loss", instead="content_loss='l1'")
 
 
 @register_model

@@ -7,10 +7,15 @@ computes them the same way.
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+VGG19_FILE = "vgg19-dcbb9e9d.pth"
+"""torchvision's ImageNet VGG-19 weights (``IMAGENET1K_V1``), read from ``$TORCH_HOME/hub/checkpoints``."""
 
 
 def fft_l1(pred: Tensor, target: Tensor) -> Tensor:
@@ -91,3 +96,35 @@ def laplacian(x: Tensor) -> Tensor:
 def edge_loss(pred: Tensor, target: Tensor) -> Tensor:
     """MPRNet's ``EdgeLoss``: the Charbonnier distance between the ``laplacian`` band-passes of both images."""
     return charbonnier(laplacian(pred), laplacian(target))
+
+
+def vgg19_features(last: int, path: Path | None = None, *, needed_by: str, instead: str) -> nn.Module:
+    """torchvision's VGG-19 ``features[: last + 1]`` with ImageNet weights from ``path`` (default:
+    ``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``), frozen, in eval mode. Nothing is downloaded.
+
+    The file may hold the whole torchvision state dict or only its ``features.*`` entries.
+
+    Args:
+        last: index of the last layer kept (14: conv3_3, DeblurGAN; 11: relu3_1, Stripformer).
+        path: the weights file.
+        needed_by: the loss that needs them, and ``instead``: the setting that avoids them (both for the error).
+
+    Raises:
+        FileNotFoundError: naming where to place the weights.
+    """
+    from torchvision.models import vgg19
+
+    path = Path(os.fspath(path)) if path is not None else Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{needed_by} needs torchvision's ImageNet VGG-19 weights at {path} "
+            f"(https://download.pytorch.org/models/{VGG19_FILE}, placed by hand; nothing is downloaded here), or use "
+            f"{instead}"
+        )
+    features = vgg19(weights=None).features[: last + 1]
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    prefix = "features."
+    wanted = {f"{prefix}{k}" for k in features.state_dict()}
+    features.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k in wanted}, strict=True)
+    features.requires_grad_(False)
+    return features.eval()

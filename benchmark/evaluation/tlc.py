@@ -8,7 +8,10 @@ about 14x larger than it ever saw during training. TLC replaces those layers by 
 
 ``to_local(model, train_size)`` returns a converted deep copy:
     * ``nn.AdaptiveAvgPool2d`` with output size 1 -> ``LocalAvgPool2d`` (or fused, below, into ``LocalMeanConv2d``);
-    * ``nn.InstanceNorm2d`` (without running statistics) -> ``LocalInstanceNorm2d``, same parameter names.
+    * ``nn.InstanceNorm2d`` (without running statistics) -> ``LocalInstanceNorm2d``, same parameter names;
+    * attention over the whole map (``models.base.GlobalAttention``, Restormer's transposed attention) keeps its
+      module and gets ``windows = LocalWindows(kernel)``: its attention then runs on TLC's overlapping windows,
+      averaged where they overlap (TLC's ``LocalAttention``, Restormer-Local).
 
 Behaviour follows TLC's exact path (``fast_imp=False, auto_pad=True``):
     * window ``kernel = feat * base // train`` per axis, with ``base = int(train * base_ratio)`` and ``feat`` the
@@ -44,6 +47,7 @@ attention does), not by flattening it.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,7 +58,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["LocalAvgPool2d", "LocalInstanceNorm2d", "LocalMeanConv2d", "box_mean", "count_local_layers", "to_local"]
+from models.base import Attend, GlobalAttention
+
+__all__ = [
+    "LocalAvgPool2d",
+    "LocalInstanceNorm2d",
+    "LocalMeanConv2d",
+    "LocalWindows",
+    "box_mean",
+    "count_local_layers",
+    "to_local",
+    "window_starts",
+]
 
 
 _STEP_BYTES = 4 << 20
@@ -277,6 +292,54 @@ class LocalMeanConv2d(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, groups={self.groups}"
 
 
+def window_starts(size: int, kernel: int) -> list[int]:
+    """Start offsets of TLC's overlapping windows along one axis of ``size`` pixels (``LocalAttention.grids``).
+
+    The window is ``k = min(kernel, size)``; ``n = ceil(size / k)`` windows, spaced ``ceil((size - k) / (n - 1))``
+    apart, the last one flush with the end. E.g. 720 px, 384-px window: [0, 336]; 1280 px: [0, 299, 598, 896].
+    """
+    k = min(kernel, size)
+    count = (size - 1) // k + 1
+    step = k if count == 1 else math.ceil((size - k) / (count - 1) - 1e-8)
+    starts, i, last = [], 0, False
+    while i < size and not last:
+        if i + k >= size:
+            i, last = size - k, True
+        starts.append(i)
+        i += step
+    return starts
+
+
+@dataclass(frozen=True)
+class LocalWindows:
+    """TLC's local attention (``LocalAttention`` in megvii-research/TLC@8e87983 ``restormer_arch.py``, exact path):
+    a ``GlobalAttention``'s ``attend`` run on overlapping ``kernel_size`` windows of its maps instead of the whole map,
+    the windows' outputs summed back in place and divided by how many windows cover each pixel.
+
+    Set as ``GlobalAttention.windows`` by ``to_local``. A map no larger than the window is one window: the attention
+    is then the global one, bit for bit. TLC handles one image at a time (``assert b == 1``); here every image of the
+    batch is cut into the same windows and all windows attend in one call.
+    """
+
+    kernel_size: tuple[int, int]
+
+    def __call__(self, attend: Attend, maps: Tensor) -> Tensor:
+        """``attend`` on windows of (N, C, H, W) ``maps`` -> (N, C', H, W) in ``attend``'s dtype."""
+        n, _, h, w = maps.shape
+        kh, kw = min(self.kernel_size[0], h), min(self.kernel_size[1], w)
+        if (kh, kw) == (h, w):
+            return attend(maps)
+        corners = [(i, j) for i in window_starts(h, kh) for j in window_starts(w, kw)]
+        # Window-major order, image-minor: window t of image b is row t * n + b.
+        outs = attend(torch.cat([maps[:, :, i : i + kh, j : j + kw] for i, j in corners]))
+        merged = outs.new_zeros((n, outs.shape[1], h, w))
+        count = outs.new_zeros((1, 1, h, w))
+        for t, (i, j) in enumerate(corners):  # TLC's order of accumulation
+            merged[:, :, i : i + kh, j : j + kw] += outs[t * n : (t + 1) * n]
+            count[:, :, i : i + kh, j : j + kw] += 1.0
+        return merged / count
+
+
 def _is_pointwise(conv: nn.Module) -> bool:
     """Whether ``conv`` is a plain per-pixel affine map: an ``nn.Conv2d`` (not a subclass) that is 1x1, stride 1,
     unpadded."""
@@ -289,7 +352,10 @@ def _is_pointwise(conv: nn.Module) -> bool:
 
 
 def _is_target(module: nn.Module) -> bool:
-    """Whether TLC converts ``module``: global average pooling, or an instance norm using per-image statistics."""
+    """Whether TLC converts ``module``: global average pooling, an instance norm using per-image statistics, or
+    attention over the whole map (``models.base.GlobalAttention``)."""
+    if isinstance(module, GlobalAttention):
+        return True
     if isinstance(module, nn.AdaptiveAvgPool2d):
         size = module.output_size
         return all(s == 1 for s in size) if isinstance(size, tuple | list) else size == 1
@@ -489,6 +555,10 @@ def _replacements(
         h, w = trace.sizes[key]
         # max(1, .): a ratio below 1 could otherwise give an empty window on a tiny map.
         kernel = (max(1, h * base[0] // train[0]), max(1, w * base[1] // train[1]))
+        if isinstance(module, GlobalAttention):
+            module.windows = LocalWindows(kernel)  # the module stays; its attend now runs on windows
+            out[key] = module
+            continue
         if isinstance(module, nn.InstanceNorm2d):
             out[key] = LocalInstanceNorm2d.from_instance_norm(module, kernel)
         elif key in trace.fusable:
@@ -502,6 +572,10 @@ def _replacements(
 
 
 def count_local_layers(model: nn.Module) -> int:
-    """Number of distinct local modules (``LocalAvgPool2d``, ``LocalInstanceNorm2d``, ``LocalMeanConv2d``) in
-    ``model`` (0: TLC changed nothing)."""
-    return sum(isinstance(m, LocalAvgPool2d | LocalInstanceNorm2d | LocalMeanConv2d) for m in model.modules())
+    """Number of distinct local modules (``LocalAvgPool2d``, ``LocalInstanceNorm2d``, ``LocalMeanConv2d``, and
+    ``GlobalAttention`` with ``LocalWindows``) in ``model`` (0: TLC changed nothing)."""
+    return sum(
+        isinstance(m, LocalAvgPool2d | LocalInstanceNorm2d | LocalMeanConv2d)
+        or (isinstance(m, GlobalAttention) and m.windows is not None)
+        for m in model.modules()
+    )
