@@ -65,6 +65,7 @@ def test_figures_are_rendered_for_the_pipeline(small_cfg, tiny_synth: Path) -> N
         "figure1_synthblur.png",
         "figure5_synthblur-synthblur.png",
         "figure6_synthblur_identity-synthblur.png",
+        "leaderboard.png",  # the released models' leaderboard (benchmark.reporting.leaderboard)
     ]
     for figure in figures:
         with Image.open(figure.path) as image:
@@ -79,6 +80,7 @@ def test_figures_are_rendered_for_the_pipeline(small_cfg, tiny_synth: Path) -> N
     assert jsd["figure6_synthblur_identity-synthblur.png"] == jsd["figure1_synthblur.png"]
     assert jsd["figure5_synthblur-synthblur.png"] is None
     assert (cfg.layout.figures / "README.md").read_text().count("- `figure") == 3
+    assert "- `leaderboard.png`" in (cfg.layout.figures / "README.md").read_text()
 
 
 def test_figure1_of_a_dataset_without_blur_shows_no_divergence(small_cfg, tiny_synth: Path, tmp_path: Path) -> None:

@@ -109,3 +109,14 @@ def test_to_local_converts_a_working_copy(model) -> None:
     lq = torch.rand(1, 3, 40, 56)
     with torch.no_grad():
         assert local(lq).shape == lq.shape
+
+
+def test_to_local_leaves_the_training_size_unchanged(model) -> None:
+    """At the training size every TLC window covers its whole map (1.5x the feature size), so the converted model is
+    the trained one: global means, whole-image attention."""
+    model.eval()
+    side = max(32, 2 * model.pad_multiple)
+    local = to_local(model, (side, side))
+    lq = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(local(lq), model(lq), rtol=0, atol=1e-5)

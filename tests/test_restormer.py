@@ -371,3 +371,11 @@ def test_local_windows_batch_equals_one_image_at_a_time() -> None:
         attention.windows = None
         torch.testing.assert_close(whole, attention(x), rtol=0, atol=0)
     assert not torch.allclose(batched, whole, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_full_model_windows_are_restormer_locals() -> None:
+    """TLC's RestormerLocal for 256-px training crops: base 384, so 384/192/96/48 px windows by level."""
+    local = to_local(create_model("restormer").eval(), (256, 256))
+    kernels = [m.windows.kernel_size[0] for m in local.modules() if isinstance(m, Attention)]
+    assert kernels == [384] * 4 + [192] * 6 + [96] * 6 + [48] * 8 + [96] * 6 + [192] * 6 + [384] * 8

@@ -132,7 +132,7 @@ def entropy_figure(path: Path, groups: dict[str, list[torch.Tensor]], *, sigma: 
         "count, 5 to 30)",
         fontsize=9,
     )
-    _save(fig, path)
+    save_figure(fig, path)
     return jsd
 
 
@@ -149,10 +149,10 @@ def grid_figure(path: Path, panels: list[tuple[str, torch.Tensor]], *, title: st
         ax.set_title(label, fontsize=8)
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig: object, path: Path) -> None:
+def save_figure(fig: object, path: Path) -> None:
     """Write a matplotlib figure as PNG atomically, then release it."""
     import matplotlib.pyplot as plt
 
@@ -244,6 +244,10 @@ def run_figures(run: RunConfig) -> list[Figure]:
             )
             figures.append(Figure(path, jsd))
             figures.append(_visual(out, models, items, train, test, run))
+    from benchmark.reporting.leaderboard import leaderboard_figure, pipeline_leaderboard  # it imports this module
+
+    leaderboard_figure(out / "leaderboard.png", pipeline_leaderboard(run))
+    figures.append(Figure(out / "leaderboard.png"))
     atomic.write_text(out / "README.md", _readme([f.path for f in figures]))
     return figures
 

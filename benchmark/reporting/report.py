@@ -9,13 +9,14 @@ from benchmark.core import atomic
 from benchmark.core.config import RunConfig, dataset_config
 from benchmark.core.tracking import start_run
 from benchmark.reporting.complexity_table import render_complexity_table
+from benchmark.reporting.leaderboard import pipeline_leaderboard, render_leaderboard
 from benchmark.reporting.paper_tables import render_paper_tables
 from benchmark.reporting.tables import load_pipeline_records, render_results_table
 
 
 def run_report(run: RunConfig) -> list[Path]:
-    """Render the pipeline's tables (one per training set), the paper's Tables 1-3 and the complexity table; returns
-    the written paths."""
+    """Render the pipeline's tables (one per training set), the paper's Tables 1-3, the leaderboard and the
+    complexity table; returns the written paths."""
     layout = run.layout
     written = []
     recipe = f"profile `{run.train.profile}`" if run.recipe == "common" else "each model's published recipe"
@@ -28,6 +29,10 @@ def run_report(run: RunConfig) -> list[Path]:
     for name, text in render_paper_tables(layout, lambda test: dataset_config(run, test).protocol).items():
         atomic.write_text(layout.tables / name, text)
         written.append(layout.tables / name)
+    # The harness's own view: every released model on one protocol, with its cost.
+    path = layout.tables / "leaderboard.md"
+    atomic.write_text(path, render_leaderboard(pipeline_leaderboard(run)))
+    written.append(path)
     # The complexity table is measured by `python -m benchmark.complexity` (minutes; not a stage) and re-rendered
     # here from its JSON records, because this stage owns results/tables/.
     measured = sorted(layout.complexity.glob("*.json"))
