@@ -32,8 +32,17 @@ from benchmark.training.schedule import rank_slices
 from tests.conftest import REPO, small_overrides, work_layout
 
 STEPS = 40
-LOSS_RTOL = 1e-4
-WEIGHT_RTOL = 1e-3
+# Two processes average two half-batch gradients where one process takes one batch mean: equal in exact arithmetic,
+# different in float32 summation order, which 40 steps amplify. Measured: below 1e-4 on an AMD EPYC, 2.2e-4 on an
+# Intel Xeon @ 2.60GHz (other CPU kernels); a wrong gradient average or sample order differs by far more (the loss moves
+# by over 1e-2 between steps, checked below).
+LOSS_RTOL = 1e-3
+STEP_CHANGE = 1e-2
+# Adam moves a parameter by about lr whatever the size of its gradient, so where a gradient is near zero its float32
+# summation noise (above) becomes an lr-sized weight difference: measured up to 6.2e-3 (two processes) and 2.6e-2
+# (killed and resumed with one) of the tensor's largest value on the Intel Xeon, below 1e-3 on the AMD EPYC. The loss
+# curves are the tight check; this one catches weights that were not restored or not averaged at all.
+WEIGHT_RTOL = 5e-2
 
 
 def test_multi_process_job_refuses_one_fixed_gpu() -> None:
@@ -148,7 +157,7 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(
     worst = max(abs(ddp[s] - ref[s]) / abs(ref[s]) for s in ref)
     assert worst < LOSS_RTOL, f"loss curves differ by up to {worst:.2e} (relative)"
     # The curve is not flat: the tolerance is far below what a step changes, so it can tell runs apart.
-    assert max(abs(ref[s + 1] - ref[s]) / abs(ref[s]) for s in range(1, STEPS)) > 100 * LOSS_RTOL
+    assert max(abs(ref[s + 1] - ref[s]) / abs(ref[s]) for s in range(1, STEPS)) > STEP_CHANGE
     weights = _assert_close_weights(_weights(reference), _weights(work))
     # The figures the module docstring quotes (`pytest tests/test_ddp.py -k follow -s` prints them).
     print(f"\n[ddp] max relative loss difference {worst:.1e}, max relative weight difference {weights:.1e}")
