@@ -192,5 +192,6 @@ def test_checkpoint_release_loads_every_published_checkpoint_of_every_model(tmp_
     assert ("mimo_unet_plus", "realblur_r") in seen and ("dmphn", "gopro") in seen and ("dmphn_1_2_4", "gopro") in seen
     assert ("srn_color", "realblur_j") in seen and ("pssnsc", "gopro") in seen
     # 13 + deepdeblur, deblurgan, deblurgan_wild, dbgan, mtrnn, deblurganv2 x3, _mobilenet, srn, srn_gray,
-    # srn_color x3, pssnsc, svrnn
-    assert len(seen) == 29
+    # srn_color x3, pssnsc, svrnn, restormer, stripformer x3, fftformer
+    assert ("stripformer", "realblur_j") in seen and ("restormer", "gopro") in seen and ("fftformer", "gopro") in seen
+    assert len(seen) == 34

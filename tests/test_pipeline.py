@@ -170,14 +170,16 @@ def test_dvc_repro_end_to_end(built: tuple[Path, dict[str, str], str]) -> None:
     assert _row(table, "identity")[1].startswith(f"{expected:.2f} [")
     assert _row(table, "msfsnet_tiny")[-1] == "(reference)"
     assert "SSIM variant `gaussian2d`" in table and "window 1.5 x training size 32" in table
-    for name in ("table1.md", "table2.md", "table3.md", "complexity.md"):
+    for name in ("table1.md", "table2.md", "table3.md", "leaderboard.md", "complexity.md"):
         assert (layout.tables / name).is_file()
+    assert "| restormer-Local | – · 33.57 |" in (layout.tables / "leaderboard.md").read_text()
     assert "| MSFS-Net-Local | 33.46 | 0.964 |" in (layout.tables / "table1.md").read_text()
     figures = sorted(p.name for p in layout.figures.glob("*.png"))
     assert figures == [
         "figure1_synthblur.png",
         "figure5_synthblur-synthblur.png",
         "figure6_synthblur_msfsnet_tiny-synthblur.png",
+        "leaderboard.png",
     ]
     # `dvc metrics show` reads the records' means.
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], root, env).stdout)

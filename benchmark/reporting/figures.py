@@ -31,6 +31,7 @@ from benchmark.core.config import RunConfig, dataset_config, model_config
 from benchmark.core.errors import ConfigError
 from benchmark.core.sections import ScoringProtocol
 from benchmark.data.dataset import PairedDataset
+from benchmark.reporting.plotting import save_figure
 from benchmark.scoring.metrics import quantize_uint8
 from benchmark.scoring.protocol import score
 from benchmark.weights.resolve import build_model, load_weights, resolve_weights
@@ -152,16 +153,6 @@ def grid_figure(path: Path, panels: list[tuple[str, torch.Tensor]], *, title: st
     save_figure(fig, path)
 
 
-def save_figure(fig: object, path: Path) -> None:
-    """Write a matplotlib figure as PNG atomically, then release it."""
-    import matplotlib.pyplot as plt
-
-    try:
-        atomic.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))  # type: ignore[attr-defined]
-    finally:
-        plt.close(fig)  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
 class Figure:
     """A written figure, and the Jensen-Shannon divergence (bits) of each panel of an entropy figure."""
@@ -244,7 +235,7 @@ def run_figures(run: RunConfig) -> list[Figure]:
             )
             figures.append(Figure(path, jsd))
             figures.append(_visual(out, models, items, train, test, run))
-    from benchmark.reporting.leaderboard import leaderboard_figure, pipeline_leaderboard  # it imports this module
+    from benchmark.reporting.leaderboard import leaderboard_figure, pipeline_leaderboard
 
     leaderboard_figure(out / "leaderboard.png", pipeline_leaderboard(run))
     figures.append(Figure(out / "leaderboard.png"))

@@ -290,7 +290,7 @@ def leaderboard_figure(path: Path, entries: list[Entry]) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from benchmark.reporting.figures import save_figure
+    from benchmark.reporting.plotting import save_figure
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     plotted = 0
