@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from models._registry import register_model
 from models.base import DeblurModel, LossTerms, TrainOutput
 from models.losses import fft_l1
-from models.restormer import LayerNorm
+from models.restormer import LayerNorm, OverlapPatchEmbed  # the same modules, same keys
 
 PATCH = 8
 """Side of the square patches whose spectra FSAS and DFFN work on."""
@@ -129,17 +129,6 @@ class Fuse(nn.Module):
         x = self.conv2(self.att_channel(self.conv(torch.cat((enc, dnc), dim=1))))
         e, d = torch.split(x, [self.n_feat, self.n_feat], dim=1)
         return e + d
-
-
-class OverlapPatchEmbed(nn.Module):
-    """A 3x3 conv from RGB to ``embed_dim`` channels (no bias)."""
-
-    def __init__(self, in_c: int, embed_dim: int, bias: bool = False) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_c, embed_dim, 3, padding=1, bias=bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x)
 
 
 class Downsample(nn.Module):

@@ -159,3 +159,27 @@ def seeded_state(model: torch.nn.Module, seed: int = 1, *, weight_scale: float =
         value = torch.randn(shape, generator=gen, dtype=torch.float64)
         state[key] = value * (weight_scale / math.sqrt(math.prod(shape[1:]))) if len(shape) > 1 else 0.1 * value
     return state
+
+
+def seeded_input(n: int, h: int, w: int, c: int = 3) -> torch.Tensor:
+    """(n, c, h, w) float64 in [0, 1): ``torch.rand`` from a generator seeded 0 (the parity tests' inputs)."""
+    return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def check_summary(out: torch.Tensor, golden: dict, atol: float = 1e-10) -> None:
+    """``out`` against a golden summary computed with a release's code, in float64, each within ``atol``: top_left =
+    out[0, :3, :2, :3], bottom_right = out[-1, :3, -2:, -3:] (flattened), sums, and ramp_sum = sum(out * ramp) with
+    ramp = arange(H * W).reshape(H, W) / (H * W)."""
+    out = out.double()
+    h, w = out.shape[-2:]
+    ramp = torch.arange(h * w, dtype=torch.float64).reshape(h, w) / (h * w)
+    got = {
+        "top_left": out[0, :3, :2, :3].flatten(),
+        "bottom_right": out[-1, :3, -2:, -3:].flatten(),
+        "sum": out.sum(),
+        "abs_sum": out.abs().sum(),
+        "ramp_sum": (out * ramp).sum(),
+    }
+    for key, value in got.items():
+        expected = torch.tensor(golden[key], dtype=torch.float64)
+        assert torch.allclose(value, expected, rtol=0, atol=atol), key

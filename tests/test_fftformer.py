@@ -3,7 +3,7 @@
 The golden values were computed once with the release's own code (kkkls/FFTformer@01306b5
 ``basicsr/models/archs/fftformer_arch.py``, ``fftformer(**network_g)``; the tiny variant as ``dim=8,
 num_blocks=[1, 1, 1], num_refinement_blocks=1``) on the CPU, with the weights of ``tests.conftest.seeded_state``
-loaded strictly (our keys are the release's) and the inputs of ``_seeded_input``, twice:
+loaded strictly (our keys are the release's) and the inputs of ``tests.conftest.seeded_input``, twice:
     * float32, the release as it is (its ``.float()`` before each FFT is then the identity);
     * float64, with the one shim ``Tensor.float`` made the identity for the run, so that the patches stay float64 as
       ours do (see the model's docstring).
@@ -20,7 +20,7 @@ import torch
 
 from models import TrainOutput, create_model, load_checkpoint
 from models.losses import fft_l1
-from tests.conftest import seeded_state
+from tests.conftest import check_summary, seeded_input, seeded_state
 
 PARAMS = {"fftformer": 16_560_474, "fftformer_tiny": 113_230}
 
@@ -58,30 +58,7 @@ def _release_keys(blocks: tuple[int, int, int], refinement: int) -> list[str]:
 _LAYOUT = {"fftformer": ((6, 6, 12), 4), "fftformer_tiny": ((1, 1, 1), 1)}
 
 
-def _seeded_input(n: int, h: int, w: int) -> torch.Tensor:
-    """(n, 3, h, w) float64 in [0, 1): ``torch.rand`` from a generator seeded 0."""
-    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-
-
-def _check(out: torch.Tensor, golden: dict, atol: float) -> None:
-    """``out`` against a golden summary: top_left = out[0, :3, :2, :3], bottom_right = out[-1, :3, -2:, -3:]
-    (flattened), sums, and ramp_sum = sum(out * ramp), ramp = arange(H * W).reshape(H, W) / (H * W)."""
-    out = out.double()
-    h, w = out.shape[-2:]
-    ramp = torch.arange(h * w, dtype=torch.float64).reshape(h, w) / (h * w)
-    got = {
-        "top_left": out[0, :3, :2, :3].flatten(),
-        "bottom_right": out[-1, :3, -2:, -3:].flatten(),
-        "sum": out.sum(),
-        "abs_sum": out.abs().sum(),
-        "ramp_sum": (out * ramp).sum(),
-    }
-    for key, value in got.items():
-        expected = torch.tensor(golden[key], dtype=torch.float64)
-        assert torch.allclose(value, expected, rtol=0, atol=atol), key
-
-
-# Release output summaries (see ``_check``) for ``_seeded_input(*input)``, per precision.
+# Release output summaries (see ``tests.conftest.check_summary``) for ``seeded_input(*input)``, per precision.
 GOLDEN = {
     "float64": {
         "fftformer_tiny": {
@@ -288,9 +265,9 @@ def test_matches_release_output(name: str, dtype: torch.dtype) -> None:
     model = create_model(name).eval().to(dtype)
     model.load_state_dict(seeded_state(model), strict=True)  # float64 values, rounded into float32 parameters
     with torch.no_grad():
-        out = model(_seeded_input(*golden["input"]).to(dtype))
+        out = model(seeded_input(*golden["input"]).to(dtype))
     # float32: the release's own precision, and our code runs the same operations (measured: bit-identical).
-    _check(out, golden, atol=1e-10 if dtype == torch.float64 else 1e-4)
+    check_summary(out, golden, atol=1e-10 if dtype == torch.float64 else 1e-4)
 
 
 def test_release_checkpoint_loads_strictly(tmp_path: Path) -> None:
@@ -306,7 +283,7 @@ def test_release_checkpoint_loads_strictly(tmp_path: Path) -> None:
 
 def test_reflect_pads_to_thirty_two_as_the_test_script() -> None:
     model = create_model("fftformer_tiny").double().eval()
-    lq = _seeded_input(1, 29, 43)
+    lq = seeded_input(1, 29, 43)
     padded = torch.nn.functional.pad(lq, (0, 21, 0, 3), mode="reflect")
     with torch.no_grad():
         torch.testing.assert_close(model(lq), model.restore(padded)[..., :29, :43], rtol=0, atol=0)
@@ -315,7 +292,7 @@ def test_reflect_pads_to_thirty_two_as_the_test_script() -> None:
 def test_half_precision_ffts_run_in_float32() -> None:
     """The release's ``.float()``: under bfloat16 the patches' spectra are float32 (no half-precision FFT)."""
     model = create_model("fftformer_tiny").eval()
-    lq = _seeded_input(1, 32, 32).float()
+    lq = seeded_input(1, 32, 32).float()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(lq)
     with torch.no_grad():

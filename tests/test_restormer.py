@@ -2,7 +2,7 @@
 
 The golden values were computed once with the releases' own code, in float64 on the CPU, with the weights of
 ``tests.conftest.seeded_state`` loaded strictly into the release modules (our keys are theirs) and the inputs of
-``_seeded_input``:
+``tests.conftest.seeded_input``:
     * ``restormer`` / ``restormer_tiny``: ``Restormer(**network_g)`` of swz30/Restormer@df766d5
       ``basicsr/models/archs/restormer_arch.py`` (the tiny one as ``dim=8, num_blocks=[1, 1, 1, 1],
       num_refinement_blocks=1``, the other arguments the release's);
@@ -26,7 +26,7 @@ import torch
 from benchmark.evaluation.tlc import LocalWindows, count_local_layers, to_local, window_starts
 from models import CheckpointError, create_model, load_checkpoint
 from models.restormer import Attention
-from tests.conftest import seeded_state
+from tests.conftest import check_summary, seeded_input, seeded_state
 
 PARAMS = {"restormer": 26_126_644, "restormer_tiny": 208_225}
 
@@ -61,29 +61,7 @@ def _release_keys(dim: int, blocks: tuple[int, ...], refinement: int) -> list[st
 _LAYOUT = {"restormer": (48, (4, 6, 6, 8), 4), "restormer_tiny": (8, (1, 1, 1, 1), 1)}
 
 
-def _seeded_input(n: int, h: int, w: int, c: int = 3) -> torch.Tensor:
-    """(n, c, h, w) float64 in [0, 1): ``torch.rand`` from a generator seeded 0."""
-    return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-
-
-def _check(out: torch.Tensor, golden: dict, atol: float = 1e-10) -> None:
-    """``out`` against a golden summary: top_left = out[0, :3, :2, :3], bottom_right = out[-1, :3, -2:, -3:]
-    (flattened), sums, and ramp_sum = sum(out * ramp), ramp = arange(H * W).reshape(H, W) / (H * W)."""
-    h, w = out.shape[-2:]
-    ramp = torch.arange(h * w, dtype=torch.float64).reshape(h, w) / (h * w)
-    got = {
-        "top_left": out[0, :3, :2, :3].flatten(),
-        "bottom_right": out[-1, :3, -2:, -3:].flatten(),
-        "sum": out.sum(),
-        "abs_sum": out.abs().sum(),
-        "ramp_sum": (out * ramp).sum(),
-    }
-    for key, value in got.items():
-        expected = torch.tensor(golden[key], dtype=torch.float64)
-        assert torch.allclose(value, expected, rtol=0, atol=atol), key
-
-
-# Release output summaries (see ``_check``) for ``_seeded_input(*input)``.
+# Release output summaries (see ``tests.conftest.check_summary``) for ``seeded_input(*input)``.
 GOLDEN = {
     "restormer_tiny": {
         "input": [2, 32, 40],
@@ -290,8 +268,8 @@ def test_parameter_count_and_release_keys(name: str) -> None:
 @pytest.mark.parametrize("name", ["restormer_tiny", pytest.param("restormer", marks=pytest.mark.slow)])
 def test_matches_release_output(name: str) -> None:
     with torch.no_grad():
-        out = _seeded(name)(_seeded_input(*GOLDEN[name]["input"]))
-    _check(out, GOLDEN[name])
+        out = _seeded(name)(seeded_input(*GOLDEN[name]["input"]))
+    check_summary(out, GOLDEN[name])
 
 
 def test_release_checkpoint_loads_strictly(tmp_path: Path) -> None:
@@ -311,7 +289,7 @@ def test_release_checkpoint_loads_strictly(tmp_path: Path) -> None:
 def test_reflect_pads_to_eight_as_the_test_script() -> None:
     """``Motion_Deblurring/test.py``: reflect padding to a multiple of 8, cropped back."""
     model = _seeded("restormer_tiny")
-    lq = _seeded_input(1, 29, 43)
+    lq = seeded_input(1, 29, 43)
     padded = torch.nn.functional.pad(lq, (0, 5, 0, 3), mode="reflect")
     with torch.no_grad():
         torch.testing.assert_close(model(lq), model.restore(padded)[..., :29, :43], rtol=0, atol=0)
@@ -325,16 +303,16 @@ def test_tlc_windows_follow_tlc() -> None:
     assert count_local_layers(local) == 8
     golden = GOLDEN["restormer_tiny_local"]
     with torch.no_grad():
-        _check(local(_seeded_input(*golden["input"])), golden)
+        check_summary(local(seeded_input(*golden["input"])), golden)
 
 
 def test_tlc_leaves_the_training_size_unchanged() -> None:
     model = _seeded("restormer_tiny")
     local = to_local(model, (32, 32))
-    lq = _seeded_input(2, 32, 32)
+    lq = seeded_input(2, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(local(lq), model(lq), rtol=0, atol=0)
-        assert not torch.allclose(local(_seeded_input(1, 72, 120)), model(_seeded_input(1, 72, 120)), atol=1e-6)
+        assert not torch.allclose(local(seeded_input(1, 72, 120)), model(seeded_input(1, 72, 120)), atol=1e-6)
 
 
 def test_local_attention_at_720x1280_equals_tlc() -> None:
@@ -345,7 +323,7 @@ def test_local_attention_at_720x1280_equals_tlc() -> None:
     attention.windows = LocalWindows((384, 384))
     golden = GOLDEN["attention_720x1280"]
     with torch.no_grad():
-        _check(attention(_seeded_input(1, 720, 1280, c=48)), golden, atol=1e-5)
+        check_summary(attention(seeded_input(1, 720, 1280, c=48)), golden, atol=1e-5)
     assert window_starts(720, 384) == [0, 336] and window_starts(1280, 384) == [0, 299, 598, 896]
 
 
@@ -361,7 +339,7 @@ def test_local_windows_batch_equals_one_image_at_a_time() -> None:
     attention = Attention(8, 2, False).double().eval()
     attention.load_state_dict(seeded_state(attention), strict=True)
     attention.windows = LocalWindows((6, 10))
-    x = _seeded_input(3, 15, 23, c=8)
+    x = seeded_input(3, 15, 23, c=8)
     with torch.no_grad():
         batched = attention(x)
         single = torch.cat([attention(x[i : i + 1]) for i in range(3)])

@@ -2,8 +2,8 @@
 
 The golden values were computed once with the release's own code (pp00704831/Stripformer-ECCV-2022-@9efba88
 ``models/Stripformer.py``), in float64 on the CPU, with the weights of ``tests.conftest.seeded_state`` loaded strictly
-(our keys are the release's) and the inputs of ``_seeded_input``: the whole network ``Stripformer()`` (it has no
-arguments, so only the full size) fed ``x - 0.5`` with 0.5 added to its output as the test scripts do, and
+(our keys are the release's) and the inputs of ``tests.conftest.seeded_input``: the whole network ``Stripformer()``
+(it has no arguments, so only the full size) fed ``x - 0.5`` with 0.5 added to its output as the test scripts do, and
 ``Intra_SA(40, 5)`` / ``Inter_SA(40, 5)`` (the tiny variant's width) on a non-square map and on a square one (where the
 release stacks the row and column strips into one batch). Against the release in the same process the outputs
 agreed to 1e-12 (sums over the image) and 3e-16 (values). Neither the network nor the release files are needed here.
@@ -19,7 +19,7 @@ import torch
 from models import create_model, load_checkpoint
 from models.losses import charbonnier, edge_loss
 from models.stripformer import LOSS_WEIGHTS, Inter_SA, Intra_SA, StripformerTrainOutput
-from tests.conftest import seeded_state
+from tests.conftest import check_summary, seeded_input, seeded_state
 
 PARAMS = {"stripformer": 19_708_611, "stripformer_tiny": 99_291}
 
@@ -52,29 +52,7 @@ def _release_keys(blocks: int = 12, decoder_blocks: int = 6) -> list[str]:
     return keys + _pair_keys("decoder.de_layer1_2") + [f"decoder.de_layer1_1.{k}" for k in one]
 
 
-def _seeded_input(n: int, h: int, w: int, c: int = 3) -> torch.Tensor:
-    """(n, c, h, w) float64 in [0, 1): ``torch.rand`` from a generator seeded 0."""
-    return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-
-
-def _check(out: torch.Tensor, golden: dict, atol: float = 1e-10) -> None:
-    """``out`` against a golden summary: top_left = out[0, :3, :2, :3], bottom_right = out[-1, :3, -2:, -3:]
-    (flattened), sums, and ramp_sum = sum(out * ramp), ramp = arange(H * W).reshape(H, W) / (H * W)."""
-    h, w = out.shape[-2:]
-    ramp = torch.arange(h * w, dtype=torch.float64).reshape(h, w) / (h * w)
-    got = {
-        "top_left": out[0, :3, :2, :3].flatten(),
-        "bottom_right": out[-1, :3, -2:, -3:].flatten(),
-        "sum": out.sum(),
-        "abs_sum": out.abs().sum(),
-        "ramp_sum": (out * ramp).sum(),
-    }
-    for key, value in got.items():
-        expected = torch.tensor(golden[key], dtype=torch.float64)
-        assert torch.allclose(value, expected, rtol=0, atol=atol), key
-
-
-# Release output summaries (see ``_check``) for ``_seeded_input(*input)`` (``c=40`` for the blocks).
+# Release output summaries (``tests.conftest.check_summary``) for ``seeded_input(*input)`` (``c=40``: the blocks).
 GOLDEN = {
     "stripformer": {
         "input": [1, 32, 48],
@@ -321,7 +299,7 @@ def test_matches_release_output() -> None:
     model = create_model("stripformer").double().eval()
     model.load_state_dict(seeded_state(model), strict=True)
     with torch.no_grad():
-        _check(model(_seeded_input(*GOLDEN["stripformer"]["input"])), GOLDEN["stripformer"], atol=1e-9)
+        check_summary(model(seeded_input(*GOLDEN["stripformer"]["input"])), GOLDEN["stripformer"], atol=1e-9)
 
 
 @pytest.mark.parametrize("block", [Intra_SA, Inter_SA])
@@ -331,7 +309,7 @@ def test_strip_blocks_match_release(block: type, size: str) -> None:
     module = block(40, 5).double().eval()
     module.load_state_dict(seeded_state(module), strict=True)
     with torch.no_grad():
-        _check(module(_seeded_input(*golden["input"], c=40)), golden)
+        check_summary(module(seeded_input(*golden["input"], c=40)), golden)
 
 
 def test_release_checkpoint_loads_strictly(tmp_path: Path) -> None:
@@ -347,7 +325,7 @@ def test_release_checkpoint_loads_strictly(tmp_path: Path) -> None:
 
 def test_reflect_pads_to_eight_as_the_realblur_script() -> None:
     model = create_model("stripformer_tiny").double().eval()
-    lq = _seeded_input(1, 29, 43)
+    lq = seeded_input(1, 29, 43)
     padded = torch.nn.functional.pad(lq, (0, 5, 0, 3), mode="reflect")
     with torch.no_grad():
         torch.testing.assert_close(model(lq), model.restore(padded)[..., :29, :43], rtol=0, atol=0)
