@@ -148,7 +148,7 @@ def test_unknown_key_in_a_conf_file_names_the_file(tmp_path: Path, monkeypatch: 
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
     path = conf / "dataset" / "synthblur.yaml"
-    path.write_text(path.read_text().replace("val_count: 5", "val_cont: 5"))
+    path.write_text(path.read_text().replace("val_count: 10", "val_cont: 10"))
     monkeypatch.setattr(config_module, "CONF_DIR", conf)
     with pytest.raises(ConfigError) as err:
         load_config()

@@ -63,6 +63,7 @@ OUTPUTS = {
     _HERE.cache("d").parent,
     _HERE.stage_inputs("s").parent,
     _HERE.results / "runs",
+    _HERE.results / "plots",
     _HERE.tables,
     _HERE.figures,
     _HERE.mlflow_db,
@@ -209,6 +210,30 @@ def test_dvc_repro_end_to_end(built: tuple[Path, dict[str, str], str]) -> None:
     )
     second = _run(["dvc", "repro"], root, env)
     assert "Data and pipelines are up to date" in second.stdout
+
+
+def test_dvc_plots_show_draws_training_curves_and_per_image_plots(built, tmp_path: Path) -> None:
+    root, env, _ = built
+    layout = _layout(root)
+    shown = json.loads(_run(["dvc", "plots", "show", "--json"], root, env).stdout)
+    assert not shown.get("errors"), shown.get("errors")
+    data = {name: plots[0]["content"]["data"]["values"] for name, plots in shown["data"].items() if plots}
+    for model in MODELS[1:]:  # identity trains nothing: its loss and lr files hold a header only
+        folder = layout.display(layout.train_curves(model, "synthblur"))
+        steps = [int(r["step"]) for r in data[f"{folder}/loss.csv"]]
+        assert steps == [10, 12]  # every train.log_every = 10 steps, and the last
+        assert [int(r["step"]) for r in data[f"{folder}/val.csv"]] == [6, 12]
+        assert len(data[f"{folder}/lr.csv"]) == 2
+    identity = read_record(layout.record("synthblur", "synthblur", "identity", False))
+    for row in ("mimo_unet_tiny", "nafnet_tiny", "nafnet_tiny-Local", "msfsnet_tiny", "msfsnet_tiny-Local"):
+        values = data[layout.display(layout.per_image_plot("synthblur", "synthblur", row))]
+        assert [v["image"] for v in values] == list(identity.names)
+        assert [float(v["identity"]) for v in values] == pytest.approx(identity.scores["psnr"], abs=1e-4)
+    # The HTML page a user opens: every plot drawn (vega specs with their data inline).
+    out = tmp_path / "plots"
+    _run(["dvc", "plots", "show", "-o", str(out)], root, env)
+    html = (out / "index.html").read_text()
+    assert html.count("vegaEmbed(") >= 3 * 3 + 5 and "nafnet_tiny-Local.csv" in html
 
 
 def test_killed_repro_completes_when_run_again(project: tuple[Path, dict[str, str]]) -> None:

@@ -165,6 +165,34 @@ def test_synth_json_records_params_versions_and_trajectories(small: tuple[Path, 
         assert SMALL.extent_px[0] - 1e-4 <= record["extent_px"] <= SMALL.extent_px[1] + 1e-4
 
 
+def _main_axis_deg(trajectory: np.ndarray) -> float:
+    """The angle of a trajectory's first principal axis, in degrees in (-90, 90] (an axis has no sign)."""
+    xy = trajectory[:, :2] - trajectory[:, :2].mean(axis=0)
+    vx, vy = np.linalg.svd(xy, full_matrices=False)[2][0]
+    angle = np.degrees(np.arctan2(vy, vx))
+    return float(angle - 180 if angle > 90 else angle + 180 if angle <= -90 else angle)
+
+
+def test_direction_range_orients_every_trajectory_and_keeps_its_extent(tmp_path: Path) -> None:
+    params = dataclasses.replace(SMALL, direction_deg=(-20.0, 20.0), momentum=0.9)
+    manifest = generate_synthblur(tmp_path / "synthblur", params)
+    angles = []
+    for record in manifest["images"].values():
+        trajectory = np.array(record["trajectory_dx_dy_theta"])
+        angles.append(_main_axis_deg(trajectory))
+        assert np.all(trajectory[record["frames"] // 2] == 0)
+        assert params.extent_px[0] - 1e-4 <= record["extent_px"] <= params.extent_px[1] + 1e-4
+    assert all(-20.0 - 1e-3 <= a <= 20.0 + 1e-3 for a in angles), angles
+    # Isotropic (the default null) is not so confined: the small set's own trajectories point elsewhere too.
+    isotropic = [
+        _main_axis_deg(np.array(r["trajectory_dx_dy_theta"]))
+        for r in generate_synthblur(tmp_path / "iso", dataclasses.replace(SMALL, momentum=0.9, direction_deg=None))[
+            "images"
+        ].values()
+    ]
+    assert max(abs(a) for a in isotropic) > 20.0
+
+
 def _synth(mapping: dict) -> SynthConfig:
     return build(SynthConfig, mapping, "dataset.synth")
 
@@ -179,6 +207,7 @@ def _synth(mapping: dict) -> SynthConfig:
         ({"frames": [7, 8]}, "dataset.synth.frames", "odd"),
         ({"extent_px": [9, 3]}, "dataset.synth.extent_px", r"0 <= min <= max, got \[9.0, 3.0\]"),
         ({"train_photos": ["no_such_photo"]}, "dataset.synth.train_photos[0]", "no_such_photo"),
+        ({"direction_deg": [30, -30]}, "dataset.synth.direction_deg", "-180 <= min <= max <= 180"),
     ],
 )
 def test_building_params_rejects_unknown_keys_and_bad_values(mapping: dict, key: str, message: str) -> None:

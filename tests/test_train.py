@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import torch
 
@@ -88,6 +89,16 @@ def test_short_run_writes_checkpoints_and_mlflow_run(small_cfg) -> None:
     assert run.data.params["train.batch_size"] == "2"
     history = mlflow.MlflowClient().get_metric_history(result.mlflow_run_id, "loss/total")
     assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
+    # The same curves as DVC plot files (benchmark.training.curves), to 6 significant digits.
+    curves = cfg.layout.train_curves("mimo_unet_tiny", "synthblur")
+    loss = pd.read_csv(curves / "loss.csv")
+    assert list(loss.columns) == ["step", "total", "content", "fft"]  # MIMO-UNet's own loss terms
+    assert loss["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert loss["total"].tolist() == pytest.approx([m.value for m in history], rel=1e-5)
+    lr = mlflow.MlflowClient().get_metric_history(result.mlflow_run_id, "lr")
+    assert pd.read_csv(curves / "lr.csv")["lr"].tolist() == pytest.approx([m.value for m in lr], rel=1e-5)
+    val = pd.read_csv(curves / "val.csv")
+    assert val["step"].tolist() == [3, 6] and val["psnr"].iloc[-1] == pytest.approx(result.val_psnr, rel=1e-5)
     # Running again with the same config resumes at the end: nothing retrained, same weights.
     again = run_training(cfg)
     assert again.resumed_from == 6
@@ -171,6 +182,12 @@ def test_resume_after_kill_reaches_the_same_weights(tiny_synth: Path, tmp_path: 
     b = _weights(last.parent / "final.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
+    # The curves end where last.pt did and the resumed run continues them: the same files as the uninterrupted run's.
+    ref_curves = work_layout(tiny_synth, tmp_path / "ref").train_curves("mimo_unet_tiny", "synthblur")
+    curves = work_layout(tiny_synth, work).train_curves("mimo_unet_tiny", "synthblur")
+    for name in ("loss.csv", "lr.csv", "val.csv"):
+        assert (curves / name).read_text() == (ref_curves / name).read_text(), name
+    assert len((curves / "loss.csv").read_text().splitlines()) == 201
 
 
 def test_resume_with_changed_logging_settings_keeps_the_mlflow_run(small_cfg) -> None:

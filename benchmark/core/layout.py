@@ -10,6 +10,10 @@ Relative ``paths.*`` are relative to the repository root, so a command behaves t
     <paths.results>/runs/<train dataset>/<test dataset>/<model>[-local].{json,csv}
                                                                    evaluation records of this pipeline's weights
     <paths.results>/runs/release/<train dataset>/<test dataset>/...  of the authors' released weights
+    <paths.results>/plots/train/<model>-<train dataset>/{loss,lr,val}.csv
+                                                                   training curves (DVC plots, written by training)
+    <paths.results>/plots/per_image/[release/]<train dataset>/<test dataset>/<row>.csv
+                                                                   per-image PSNR beside the identity row's (report)
     <paths.results>/{tables,figures,bench,complexity}/             generated tables, figures and measurements
     <paths.cache>/<dataset>/                                        decoded-image cache (train.cache=true)
     results/reported/                                              the paper's numbers, typed from its text (inputs)
@@ -129,6 +133,20 @@ class Layout:
         stem = f"{model}-local" if tlc else model
         runs = self.results / "runs" / "release" if release else self.results / "runs"
         return runs / train_dataset / dataset / f"{stem}.json"
+
+    def train_curves(self, model: str, train_dataset: str) -> Path:
+        """The folder of one training run's curves (``loss.csv``, ``lr.csv``, ``val.csv``: DVC plots)."""
+        return self.results / "plots" / "train" / f"{model}-{train_dataset}"
+
+    @property
+    def per_image_plots(self) -> Path:
+        """The report stage's per-image plots (a DVC plots folder: one CSV per row and test set)."""
+        return self.results / "plots" / "per_image"
+
+    def per_image_plot(self, train_dataset: str, dataset: str, row: str, *, release: bool = False) -> Path:
+        """Per-image PSNR of ``row`` beside the identity row's on ``dataset`` (CSV: image, identity, psnr, gain)."""
+        base = self.per_image_plots / "release" if release else self.per_image_plots
+        return base / train_dataset / dataset / f"{row}.csv"
 
     @property
     def tables(self) -> Path:

@@ -340,6 +340,9 @@ class SynthConfig:
             averages 7-13 frames).
         extent_px: (min, max) of the trajectory extent in pixels, drawn uniformly per image.
         momentum: Velocity memory of the random walk in [0, 1); higher gives straighter, smoother shake.
+        direction_deg: ``None``: the walk's direction is whatever it drew (isotropic); or (min, max), degrees from
+            the horizontal: the trajectory is rotated so its main axis (the first principal axis of the frame
+            positions) lies at an angle drawn uniformly from that range (a panning camera: horizontal is 0).
         rotation_deg: (min, max) of the in-plane rotation over the exposure, in degrees.
         gamma: Display gamma; frames are averaged in linear light ``x ** gamma``.
         noise_std: (min, max) of the per-image Gaussian sensor-noise standard deviation, on the [0, 1] scale.
@@ -349,7 +352,7 @@ class SynthConfig:
     """
 
     seed: int = 2024
-    # "rocket" sorts last among the train photos, so with 5 crops per photo ``val_count: 5`` holds out exactly its
+    # "rocket" sorts last among the train photos, so with 10 crops per photo ``val_count: 10`` holds out exactly its
     # crops: a validation scene the model never trains on.
     train_photos: tuple[Photo, ...] = (
         "brick",
@@ -366,13 +369,14 @@ class SynthConfig:
     )
     # Colour photographs, like GoPro's test scenes, plus one grey one.
     test_photos: tuple[Photo, ...] = ("astronaut", "chelsea", "coffee", "coins")
-    train_crops_per_photo: int = 5
-    test_crops_per_photo: int = 3
+    train_crops_per_photo: int = 10
+    test_crops_per_photo: int = 5
     size: int = 256
     max_source_side: int = 640
     frames: tuple[int, ...] = (7, 9, 11, 13)
     extent_px: tuple[float, float] = (3.0, 10.0)
-    momentum: float = 0.7
+    momentum: float = 0.9
+    direction_deg: tuple[float, float] | None = (-20.0, 20.0)
     rotation_deg: tuple[float, float] = (0.0, 0.5)
     gamma: float = 2.2
     noise_std: tuple[float, float] = (0.002, 0.006)
@@ -403,6 +407,13 @@ class SynthConfig:
             lo, hi = getattr(self, name)
             require(0.0 <= lo <= hi, f"{prefix}.{name}", f"must be (min, max) with 0 <= min <= max, got {[lo, hi]}")
         require(0.0 <= self.momentum < 1.0, f"{prefix}.momentum", f"must be in [0, 1), got {self.momentum}")
+        if self.direction_deg is not None:
+            lo, hi = self.direction_deg
+            require(
+                -180.0 <= lo <= hi <= 180.0,
+                f"{prefix}.direction_deg",
+                f"must be null or (min, max) degrees with -180 <= min <= max <= 180, got {[lo, hi]}",
+            )
         require(self.gamma > 0, f"{prefix}.gamma", f"must be > 0, got {self.gamma}")
         require(self.min_crop_std >= 0, f"{prefix}.min_crop_std", f"must be >= 0, got {self.min_crop_std}")
 
@@ -551,15 +562,22 @@ class EvalConfig:
             (``benchmark.scoring.pool``); ``None`` = the cores this process may use, 0 = score in the evaluating
             process. Scores are the same for any value (tested).
         tlc_window: TLC's local window.
+        samples: Test images (the first, in name order) whose input, restoration and ground truth the evaluation's
+            MLflow run keeps as images (0: none).
+        sample_crop: Side of the centre crop those images show (px; the whole image where it is smaller).
     """
 
     batch_size: int = 1
     device: str = "auto"
     score_workers: int | None = None
     tlc_window: TLCWindowConfig = field(default_factory=TLCWindowConfig)
+    samples: int = 3
+    sample_crop: int = 256
 
     def check(self, prefix: str) -> None:
         _positive(self, prefix, "batch_size")
+        _positive(self, prefix, "sample_crop")
+        require(self.samples >= 0, f"{prefix}.samples", f"must be >= 0 (0: no images), got {self.samples}")
         require(
             self.score_workers is None or self.score_workers >= 0,
             f"{prefix}.score_workers",

@@ -99,6 +99,16 @@ class TrackedRun:
         if self._mlflow is not None:
             self._mlflow.log_dict(dict(obj), artifact_file)
 
+    def log_image(self, image: Any, artifact_file: str) -> None:
+        """An (H, W, 3) uint8 array as a PNG artifact, which the UI shows as a picture."""
+        if self._mlflow is not None:
+            self._mlflow.log_image(image, artifact_file=artifact_file)
+
+    def log_table(self, columns: Mapping[str, Any], artifact_file: str) -> None:
+        """Equal-length columns as a table artifact (JSON), which the UI shows as a sortable table."""
+        if self._mlflow is not None:
+            self._mlflow.log_table(data={k: list(v) for k, v in columns.items()}, artifact_file=artifact_file)
+
 
 def _import_mlflow() -> Any:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

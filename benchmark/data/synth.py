@@ -150,6 +150,8 @@ def _trajectory(rng: np.random.Generator, params: SynthConfig) -> np.ndarray:
         velocity = params.momentum * velocity + math.sqrt(1 - params.momentum**2) * rng.standard_normal(2)
         steps[t] = velocity
     path = np.vstack([np.zeros(2), np.cumsum(steps, axis=0)])
+    if params.direction_deg is not None:
+        path = _orient(path, math.radians(rng.uniform(*params.direction_deg)))
     diameter = max(float(np.max(np.linalg.norm(path[:, None] - path[None], axis=-1))), 1e-9)
     path *= rng.uniform(*params.extent_px) / diameter
     angle = np.concatenate([[0.0], np.cumsum(rng.standard_normal(count - 1))])
@@ -157,6 +159,16 @@ def _trajectory(rng: np.random.Generator, params: SynthConfig) -> np.ndarray:
     angle *= math.radians(rng.uniform(*params.rotation_deg)) / spread
     middle = count // 2
     return np.column_stack([path - path[middle], angle - angle[middle]])
+
+
+def _orient(path: np.ndarray, angle: float) -> np.ndarray:
+    """``path`` (N, 2) of (dx, dy) rotated about its first point so that its main axis (first principal axis of the
+    positions) points at ``angle`` radians from the +x axis (image y points down, so positive angles turn clockwise)."""
+    centred = path - path.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    turn = angle - math.atan2(vt[0, 1], vt[0, 0])
+    cos, sin = math.cos(turn), math.sin(turn)
+    return (path - path[0]) @ np.array([[cos, sin], [-sin, cos]])
 
 
 def _pose_matrix(pose: np.ndarray, top: int, left: int, size: int) -> np.ndarray:

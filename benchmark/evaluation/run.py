@@ -20,6 +20,7 @@ from benchmark.core.tracking import git_state, start_run
 from benchmark.data.dataset import PairedDataset
 from benchmark.data.identity import read_identity
 from benchmark.evaluation.records import EvalRecord, ProtocolScores, TLCWindow, write_record
+from benchmark.evaluation.samples import SampleKeeper
 from benchmark.evaluation.tlc import count_local_layers, to_local
 from benchmark.scoring.loop import Scores, score_protocols
 from benchmark.scoring.pool import default_workers
@@ -140,7 +141,8 @@ def _score_and_record(
         tags["release_protocol"] = second.describe()
     with start_run(run.tracking, run_name=f"evaluate/{record.row}/{record.dataset}", tags=tags) as tracked:
         workers = default_workers() if run.eval.score_workers is None else run.eval.score_workers
-        scores, *rest = score_protocols(model, loader, protocols, device=device, workers=workers)
+        samples = SampleKeeper(run.eval.samples, run.eval.sample_crop)
+        scores, *rest = score_protocols(model, loader, protocols, device=device, workers=workers, keep=samples)
         record = dataclasses.replace(
             record,
             names=scores.names,
@@ -166,6 +168,9 @@ def _score_and_record(
             tracked.log_metrics({f"test/{record.dataset}/release_{k}": v for k, v in record.release.means.items()})
         tracked.log_artifact(path.with_suffix(".csv"), "per_image")
         tracked.log_artifact(path, "results")
+        tracked.log_table({"image": record.names, **record.scores}, "per_image/scores.json")
+        for name, image in samples.strips.items():  # input | restoration | ground truth
+            tracked.log_image(image, f"samples/{name}.png")
     return record
 
 

@@ -11,6 +11,7 @@ from benchmark.core.tracking import start_run
 from benchmark.reporting.complexity_table import render_complexity_table
 from benchmark.reporting.leaderboard import pipeline_leaderboard, render_leaderboard
 from benchmark.reporting.paper_tables import render_paper_tables
+from benchmark.reporting.per_image import write_per_image_plots
 from benchmark.reporting.tables import load_pipeline_records, render_results_table
 
 
@@ -20,11 +21,15 @@ def run_report(run: RunConfig) -> list[Path]:
     layout = run.layout
     written = []
     recipe = f"profile `{run.train.profile}`" if run.recipe == "common" else "each model's published recipe"
+    pipeline_records = []
     for train in run.pipeline.train_datasets:
         records = load_pipeline_records(layout, run.pipeline.models, train, run.pipeline.datasets)
         path = layout.tables / f"{train}.md"
         atomic.write_text(path, render_results_table(records, title=f"Models trained on {train} ({recipe})"))
         written.append(path)
+        pipeline_records.extend(records)
+    # DVC plots (dvc.yaml: the report stage's plots): each row's per-image PSNR beside the identity row's.
+    write_per_image_plots(layout, pipeline_records)
     # The paper's tables: every reported number, with the reproduced one beside it where a record exists.
     for name, text in render_paper_tables(layout, lambda test: dataset_config(run, test).protocol).items():
         atomic.write_text(layout.tables / name, text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -63,13 +63,16 @@ def score_protocols(
     device: torch.device | None = None,
     progress: bool = True,
     workers: int = 0,
+    keep: Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> tuple[Scores, ...]:
     """Score ``model`` (in eval mode) on every batch of ``loader`` (dicts with ``lq``, ``gt`` (N, 3, H, W) in [0, 1]
     and ``name``) under each of ``protocols``, in one pass over the images. Protocols that run the model the same way
     (``ScoringProtocol.inference``: tiling and padding) share one restoration, so an official and a release protocol
     that differ only in scoring cost one inference. With ``workers`` > 0, scoring runs in that many processes while
     the model restores the next batches (``benchmark.scoring.pool``); the scores are the serial path's, in loader
-    order. Does no I/O beyond the loader.
+    order. ``keep(name, lq, restored, gt)``, if given, sees every image ((3, H, W) CPU tensors in [0, 1]; the
+    restoration of the first protocol, before its rounding): the caller keeps what it wants to show (evaluation's
+    MLflow samples). Does no I/O beyond the loader.
 
     Returns:
         One :class:`Scores` per protocol, in order; each ``seconds`` is the whole pass's wall time.
@@ -93,6 +96,10 @@ def score_protocols(
                 if protocol.inference not in restored:
                     restored[protocol.inference] = _restore_checked(model, lq, protocol).float()
                 futures.append(pool.submit(restored[protocol.inference], gt, protocol))
+            if keep is not None:
+                first = restored[protocols[0].inference].cpu()
+                for i, name in enumerate(batch["name"]):
+                    keep(name, batch["lq"][i], first[i], gt[i])
             pending.append((list(batch["name"]), futures))
             # Two batches in flight per worker keep every worker busy without holding the whole test set in memory.
             while len(pending) > 2 * max(workers, 0):

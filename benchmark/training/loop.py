@@ -42,6 +42,7 @@ from benchmark.data.identity import read_identity
 from benchmark.data.pairs import find_pairs, split_train_val
 from benchmark.training import distributed
 from benchmark.training.checkpoints import rng_state, save_final, save_last
+from benchmark.training.curves import TrainingCurves
 from benchmark.training.resume import restore, resume_state
 from benchmark.training.schedule import build_optimizer, epoch_batches, lr_factor, rank_slices
 from benchmark.training.step import CriticUpdate, NonFiniteLossError, TrainStep, training_runner
@@ -141,6 +142,7 @@ class _Session:
     env: distributed.DistEnv
     fp: str
     tracked: TrackedRun | None = None
+    curves: TrainingCurves | None = None  # rank 0 only: the DVC plot files (benchmark.training.curves)
 
     @property
     def name(self) -> str:
@@ -168,6 +170,17 @@ class _Session:
         if self.tracked is not None:
             self.tracked.log_metrics(metrics, step=step)
 
+    def open_curves(self, step: int) -> None:
+        """Start (``step`` 0) or continue the run's curve files, on rank 0."""
+        if self.env.is_main:
+            folder = self.run.layout.train_curves(self.run.model.name, self.run.dataset.name)
+            self.curves = TrainingCurves.resume(folder, step)
+
+    def log_val(self, psnr: float, step: int) -> None:
+        self.log({"val/psnr": psnr}, step)
+        if self.curves is not None:
+            self.curves.add_val(step, psnr)
+
     def save_last(self, step: int, optimizer: Any, scheduler: Any, critic: CriticUpdate | None) -> None:
         rng = distributed.all_gather_objects(rng_state())  # a collective: every rank takes part
         if self.env.is_main:
@@ -183,6 +196,8 @@ class _Session:
                 config=self.run.to_dict(),
                 mlflow_run_id=self.run_id,
             )
+            if self.curves is not None:  # the curves on disk end where a resumed run starts again
+                self.curves.write()
 
     def save_final(self, step: int) -> None:
         if self.env.is_main:
@@ -241,8 +256,11 @@ def _train(run: RunConfig, env: distributed.DistEnv, device: torch.device) -> Tr
         if not any(p.requires_grad for p in model.parameters()):
             # Nothing to optimise (identity): record the run and an empty checkpoint, so the pipeline stays uniform.
             val = session.held_out_psnr()
+            session.open_curves(0)
             if val is not None:
-                session.log({"val/psnr": val}, step=0)
+                session.log_val(val, step=0)
+            if session.curves is not None:
+                session.curves.write()
             session.save_final(0)
             return session.result(0, 0, val)
         return _fit(session, state)
@@ -269,6 +287,7 @@ def _fit(session: _Session, state: dict[str, Any] | None) -> TrainResult:
         if env.is_main:
             print(f"[train] resuming {session.last_path} at step {step}/{data.total_steps}", file=sys.stderr)
     resumed_from = step
+    session.open_curves(step)
     runner = training_runner(
         model,
         device=session.device,
@@ -365,14 +384,17 @@ def _epochs(session: _Session, train_step: TrainStep, step: int) -> float | None
             if step % tcfg.log_every == 0 or step == data.total_steps:
                 rate = images / max(time.perf_counter() - t0, 1e-9)
                 metrics = {f"loss/{k}": v for k, v in logged.items()}
-                metrics |= {"lr": train_step.scheduler.get_last_lr()[0], "train/images_per_s": rate}
+                lr = train_step.scheduler.get_last_lr()[0]
+                metrics |= {"lr": lr, "train/images_per_s": rate}
                 session.log(metrics, step)
+                if session.curves is not None:
+                    session.curves.add_loss(step, logged, lr)
                 bar.set_postfix(loss=f"{logged['total']:.4f}")
             if step % tcfg.val_every == 0 or step == data.total_steps:
                 val = session.held_out_psnr()  # rank 0 only; the other ranks wait at the barrier
                 if val is not None:
                     val_psnr = val
-                    session.log({"val/psnr": val}, step)
+                    session.log_val(val, step)
                 distributed.barrier()
             if step % tcfg.checkpoint_every == 0 or step == data.total_steps:
                 session.save_last(step, train_step.optimizer, train_step.scheduler, train_step.critic)
