@@ -78,7 +78,7 @@ def test_configure_writes_every_stages_inputs(base_inputs: dict[str, dict], tmp_
         "overrides": dict.fromkeys(("width", "enc_blocks", "middle_blocks", "dec_blocks")),
     }
     assert train["dataset"]["val_count"] == 10
-    assert "num_workers" not in train["train"] and train["train"]["max_steps"] == 1200  # execution keys left out
+    assert "num_workers" not in train["train"] and train["train"]["max_steps"] == 900  # execution keys left out
     assert inputs["fetch@synthblur"]["dataset"]["synth"]["size"] == 256
     assert inputs["evaluate@nafnet_tiny-synthblur-synthblur"]["dataset"]["protocol"]["quantize"] == "uint8"
 
