@@ -96,10 +96,13 @@ def make_record(
     protocol=None,
     window=None,
     release: tuple | None = None,
+    names: tuple[str, ...] | None = None,
+    outputs=None,
 ):
     """An evaluation record as ``benchmark.evaluation.run`` writes one, from fixed per-image scores (images ``img0``,
-    ``img1``, ...): means as ``Scores.means`` computes them, intervals by ``bootstrap_ci``; ``release`` =
-    ``(protocol, scores)`` adds the scores under a release protocol."""
+    ``img1``, ..., or ``names``): means as ``Scores.means`` computes them, intervals by ``bootstrap_ci``; ``release`` =
+    ``(protocol, scores)`` adds the scores under a release protocol; ``outputs``: an ``OutputsSource`` (a record of
+    result images)."""
     from benchmark.core.sections import ScoringProtocol
     from benchmark.evaluation.records import EvalRecord
     from benchmark.scoring.loop import Scores
@@ -108,7 +111,8 @@ def make_record(
     protocol = protocol or ScoringProtocol(quantize="uint8", ssim_variant="gaussian2d")
     n = len(scores["psnr"])
     values = {k: tuple(float(x) for x in v) for k, v in scores.items()}
-    names = tuple(f"img{i}" for i in range(n))
+    names = names or tuple(f"img{i}" for i in range(n))
+    assert len(names) == n
     return EvalRecord(
         model=model,
         row=f"{model}-Local" if tlc else model,
@@ -127,6 +131,7 @@ def make_record(
         intervals={k: bootstrap_ci(v) for k, v in values.items()},
         seconds=0.0,
         release=None if release is None else _protocol_scores(*release, names),
+        outputs=outputs,
     )
 
 

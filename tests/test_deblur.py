@@ -86,7 +86,7 @@ def test_a_folder_of_real_size_images_tiled_and_untiled(tmp_path: Path, weights:
             pred = model(lq) if tile is None else tiled_forward(model, lq, tile)
         expected = (quantize_uint8(pred[0]) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         assert (saved != expected).mean() < 1e-5  # the same restoration (float noise may move a rare tie)
-    assert sorted(p.name for p in out.iterdir()) == ["im0.png", "im1.png"]  # no temporary files left
+    assert sorted(p.name for p in out.iterdir()) == ["deblur.json", "im0.png", "im1.png"]  # no temporary files left
     if not scored:
         return
     lines = re.findall(r"(im\d.png) -> .*: psnr ([\d.]+), ssim ([\d.]+)", proc.stdout)
@@ -138,7 +138,7 @@ def test_missing_and_unreadable_inputs_are_named_and_written_outputs_stay(tmp_pa
     run = _cfg(tmp_path, weights, f"input={folder}", f"output={out}")
     with pytest.raises(DatasetError, match=r"zz_broken.png: not a readable image"):
         list(deblur(run, progress=False))
-    assert sorted(p.name for p in out.iterdir()) == ["im0.png"]  # the image before it, whole; nothing else
+    assert sorted(p.name for p in out.iterdir()) == ["deblur.json", "im0.png"]  # the image before it, whole
     assert read_rgb(out / "im0.png").shape == (32, 48, 3)
 
 

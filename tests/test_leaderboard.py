@@ -134,3 +134,37 @@ def test_the_committed_reported_numbers_read_cleanly() -> None:
     assert reported[("restormer", True, "gopro", "gopro")].psnr == 33.57
     assert reported[("fftformer", False, "gopro", "gopro")].ssim == 0.969
     assert reported[("msfsnet", True, "realblur_j", "realblur_j")].psnr == 31.53
+
+
+def test_a_released_outputs_row_follows_its_weights_row(tmp_path: Path) -> None:
+    """Restormer's published GoPro images scored: a row right under its weights' row, the same reported number."""
+    from benchmark.evaluation.records import OutputsSource
+
+    layout = _layout(tmp_path)
+    source = OutputsSource("Restormer/GoPro", "gopro_sequence_dash", "<sequence>-<frame>.png", "cd" * 32, {}, 4)
+    record = make_record(
+        "restormer",
+        {"psnr": [32.9, 32.9, 33.0, 32.9], "ssim": [0.96, 0.96, 0.96, 0.96]},
+        dataset="gopro",
+        weights="released outputs",
+        protocol=ScoringProtocol(quantize="uint8_file", ssim_variant="gaussian2d"),
+        outputs=source,
+    )
+    write_record(record, layout.record("gopro", "gopro", "restormer", False, outputs="released"))
+    reported = read_reported(_reported(tmp_path / "reported"))
+    entries = leaderboard_entries(layout, ["mprnet", "restormer"], reported, read_complexity(layout.complexity))
+    lines = render_leaderboard(entries).splitlines()
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| Model")]
+    assert [r.split(" | ")[0][2:] for r in rows] == [
+        "restormer-Local",
+        "restormer",
+        "restormer · released outputsᵒ",
+        "mprnet",
+    ]
+    assert rows[1].startswith("| restormer | 33.10 / 0.960 (ʳᵖ 33.20 / 0.970) · 32.92 / 0.961 |")
+    assert rows[2].startswith("| restormer · released outputsᵒ | 32.92 / 0.960 · 32.92 / 0.961 | – · 31.22 |")
+    assert (
+        "- ᵒ restormer on GoPro: all 4 from `Restormer/GoPro` (gopro_sequence_dash: <sequence>-<frame>.png), "
+        "manifest sha256 cdcdcdcdcdcd." in lines
+    )
+    assert leaderboard_figure(tmp_path / "board.png", entries) == 2  # the outputs row is not a second point

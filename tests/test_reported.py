@@ -160,3 +160,54 @@ def test_every_reported_cell_names_its_protocol() -> None:
             assert (frame["model"].notna() != frame["no_run"].notna()).all(), f"table{i}.csv: model xor no_run"
     t1 = pd.read_csv(REPORTED / "table1.csv", dtype={"model": str}).set_index("method")
     assert t1.loc["HINet", "gopro_protocol"] == "release" and t1.loc["HINet-Local", "gopro_protocol"] == "official"
+
+
+def _outputs_source(n_test: int, missing: tuple[str, ...] = ()):
+    from benchmark.evaluation.records import OutputsSource
+
+    files = {f"img{i}.png": f"{i:064x}" for i in range(n_test) if f"img{i}" not in missing}
+    return OutputsSource("mprnet_results/GoPro", "same", "<pair name>.png", "ab" * 32, files, n_test, missing)
+
+
+def test_table1_puts_the_released_outputs_row_beside_the_released_weights_row(tmp_path: Path) -> None:
+    """MPRNet's weights run by the harness (30.10 dB) and the authors' own result images (32.66 dB, as reported; one
+    image missing from their folder): two rows, one reported number; the p-values on the images each row scored."""
+    from benchmark.reporting.cells import paired_scores
+    from benchmark.scoring.stats import paired_test
+
+    n = 20
+    layout = Layout(PathsConfig(results=str(tmp_path)))
+    msfs = [32.6 + 0.01 * i for i in range(n)]
+    _write_run(layout, "gopro", "gopro", "msfsnet", msfs, [0.5] * n, ssim_matlab3d=[0.959] * n)
+    _write_run(layout, "release", "gopro", "mprnet", [30.0, 30.2] * (n // 2), [0.5] * n, ssim_matlab3d=[0.9] * n)
+    kept = tuple(f"img{i}" for i in range(n) if i != 7)
+    outputs = make_record(
+        "mprnet",
+        {"psnr": [32.56, 32.76] * 9 + [32.66], "ssim": [0.5] * 19, "ssim_matlab3d": [0.959] * 19},
+        dataset="gopro",
+        train_dataset="gopro",
+        weights="released outputs",
+        protocol=GOPRO,
+        names=kept,
+        outputs=_outputs_source(n, ("img7",)),
+    )
+    write_record(outputs, layout.record("gopro", "gopro", "mprnet", False, outputs="released"))
+    table = render_paper_tables(layout, _protocol)["table1.md"]
+    lines = table.splitlines()
+    weights = lines.index(next(line for line in lines if line.startswith("| MPRNet (Zamir et al. 2021)ʳ |")))
+    row = [c.strip() for c in lines[weights + 1].strip("|").split("|")]
+    assert row[0] == "MPRNet (Zamir et al. 2021) · released outputsᵒ"
+    assert row[1].startswith("32.66 [32.6") and row[1].endswith("· 32.66 (+0.00)")
+    assert row[2] == "0.959 [0.959, 0.959] · 0.959 (+0.000)"
+    assert row[4:6] == ["30.96", "0.939"]  # HIDE: their images not scored, the reported number stays
+    mine, theirs = paired_scores(outputs, make_record("msfsnet", {"psnr": msfs, "ssim": [0.5] * n}), "psnr")
+    assert len(mine) == 19 and theirs == tuple(msfs[i] for i in range(n) if i != 7)
+    assert float(row[3]) == pytest.approx(paired_test(mine, theirs), rel=1e-2)
+    weights_row = [c.strip() for c in lines[weights].strip("|").split("|")]
+    assert weights_row[1].startswith("30.10 [30.0") and "· 32.66 (-2.56) ⚠" in weights_row[1]
+    assert "ᵒ (`· released outputs` rows): the authors' own published result images" in table
+    assert (
+        "- ᵒ MPRNet (Zamir et al. 2021) · released outputs on GoPro: 19 of the 20 test images (allow_missing=true) "
+        "from `mprnet_results/GoPro` (same: <pair name>.png), manifest sha256 abababababab." in lines
+    )
+    assert sum("released outputs" in line and line.startswith("| ") for line in lines) == 1  # only MPRNet's

@@ -15,6 +15,7 @@ from PIL import Image
 
 from benchmark.core.layout import Layout
 from benchmark.core.sections import PathsConfig
+from benchmark.evaluation.records import RecordError
 from benchmark.evaluation.run import evaluate_run
 from benchmark.evaluation.samples import GAP, SampleKeeper, strip
 from benchmark.reporting.per_image import per_image_csv, write_per_image_plots
@@ -109,5 +110,5 @@ def test_per_image_plots_put_each_row_beside_the_identity_row(tmp_path: Path) ->
         "gain": [1.5, 0.0, -1.0],
     }
     other = make_record("msfsnet_tiny", {"psnr": [1.0, 2.0], "ssim": [0.1, 0.2]})
-    with pytest.raises(ValueError, match="msfsnet_tiny and identity on synthblur were scored on different images"):
+    with pytest.raises(RecordError, match="msfsnet_tiny and identity on synthblur were scored on different images"):
         per_image_csv(other, identity)

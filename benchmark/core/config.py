@@ -73,6 +73,12 @@ class RunConfig:
         tile: deblur: restore in overlapping ``tile`` px tiles, overlaps averaged (``benchmark.scoring.tiles``).
         protocol: deblur: score with ``gt`` under ``official`` (``dataset.protocol``) or ``release`` (the model's
             release protocol for ``dataset``).
+        outputs: evaluate: score this folder of result images (the authors' published ones, or ``benchmark.deblur``'s)
+            instead of running the model (``benchmark.evaluation.outputs``).
+        allow_missing: evaluate with ``outputs``: score the test images the folder holds when some are missing
+            (the record and the tables say so) instead of refusing.
+        name_map: evaluate with ``outputs``: the ``eval.name_maps`` rule naming the folder's files; ``None`` = the
+            release's rule for the dataset (``model.release.outputs``), else the dataset's own names (``same``).
     """
 
     model: ModelConfig
@@ -96,6 +102,9 @@ class RunConfig:
     gt: str | None = field(default=None, metadata=_INVOCATION)
     tile: int | None = field(default=None, metadata=_INVOCATION)
     protocol: Literal["official", "release"] = field(default="official", metadata=_INVOCATION)
+    outputs: str | None = field(default=None, metadata=_INVOCATION)
+    allow_missing: bool = field(default=False, metadata=_INVOCATION)
+    name_map: str | None = field(default=None, metadata=_INVOCATION)
 
     def check(self, prefix: str) -> None:
         if self.seed < 0:
@@ -105,6 +114,16 @@ class RunConfig:
             raise ConfigError("expected true, false or a list of them, got []", key="tlc")
         if self.tile is not None and self.tile < 16:
             raise ConfigError(f"must be null or >= 16, got {self.tile}", key="tile")
+        rules = self.eval.name_maps
+        known = f"known: {', '.join(rules)} (eval.name_maps)"
+        if self.name_map is not None and self.name_map not in rules:
+            raise ConfigError(f"no name map {self.name_map!r}; {known}", key="name_map")
+        outputs = self.model.release.outputs if self.model.release is not None else {}
+        for dataset, published in outputs.items():
+            if published.name_map is not None and published.name_map not in rules:
+                raise ConfigError(
+                    f"no name map {published.name_map!r}; {known}", key=f"model.release.outputs.{dataset}.name_map"
+                )
 
     @property
     def layout(self) -> Layout:

@@ -10,6 +10,9 @@ Relative ``paths.*`` are relative to the repository root, so a command behaves t
     <paths.results>/runs/<train dataset>/<test dataset>/<model>[-local].{json,csv}
                                                                    evaluation records of this pipeline's weights
     <paths.results>/runs/release/<train dataset>/<test dataset>/...  of the authors' released weights
+    <paths.results>/runs/outputs/<train dataset>/<test dataset>/<model>[-local]-{released,deblur}.{json,csv}
+                                                                   of result images (the authors', benchmark.deblur's)
+    <folder>/deblur.json                                           what benchmark.deblur wrote a folder with
     <paths.results>/plots/train/<model>-<train dataset>/{loss,lr,val}.csv
                                                                    training curves (DVC plots, written by training)
     <paths.results>/plots/per_image/[release/]<train dataset>/<test dataset>/<row>.csv
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from benchmark.core.sections import PathsConfig
 
@@ -65,6 +69,9 @@ SYNTH_MANIFEST = "synth.json"
 """A generated dataset's parameters and per-image trajectories (``benchmark.data.synth``)."""
 FETCH_MANIFEST = "fetch.json"
 """A fetched dataset's archive, its SHA-256 and the pair counts (``benchmark.data.fetch``)."""
+DEBLUR_MANIFEST = "deblur.json"
+"""In a folder ``benchmark.deblur`` restored into: the model, weights and rounding that wrote it (read back when the
+folder is scored with ``outputs=``)."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +134,23 @@ class Layout:
     def results(self) -> Path:
         return self._under_root(self.paths.results)
 
-    def record(self, train_dataset: str, dataset: str, model: str, tlc: bool, *, release: bool = False) -> Path:
+    def record(
+        self,
+        train_dataset: str,
+        dataset: str,
+        model: str,
+        tlc: bool,
+        *,
+        release: bool = False,
+        outputs: Literal["released", "deblur"] | None = None,
+    ) -> Path:
         """The evaluation record (JSON) of ``model`` trained on ``train_dataset`` (by this pipeline, or by the authors
-        with ``release``), scored on ``dataset``; its per-image CSV is the same path with ``.csv``."""
+        with ``release``), scored on ``dataset``; its per-image CSV is the same path with ``.csv``. ``outputs``: the
+        record of result images scored without running the model, the authors' (``released``) or ``benchmark.deblur``'s
+        (``deblur``)."""
         stem = f"{model}-local" if tlc else model
+        if outputs is not None:
+            return self.results / "runs" / "outputs" / train_dataset / dataset / f"{stem}-{outputs}.json"
         runs = self.results / "runs" / "release" if release else self.results / "runs"
         return runs / train_dataset / dataset / f"{stem}.json"
 

@@ -21,7 +21,9 @@ SsimVariant = Literal["gaussian2d", "matlab3d", "ycrcb_sample"]
 """``benchmark.scoring.metrics.SSIM_VARIANTS``."""
 Align = Literal["none", "ecc"]
 """``none``, or RealBlur's ECC alignment (``benchmark.scoring.realblur``)."""
-Quantize = Literal["uint8", "uint8_half_up", "uint8_floor", "none"]
+Quantize = Literal["uint8", "uint8_half_up", "uint8_floor", "none", "uint8_file"]
+"""``benchmark.scoring.protocol.QUANTIZERS``; ``uint8_file`` is set by the scoring of result images only (``outputs=``:
+8-bit files, scored as read), never in a conf file."""
 Padding = Literal["model", "reflect", "zero", "replicate"]
 """``model`` = the model's own (its release's) padding; ``models.base.PAD_MODES`` implements the others."""
 Recipe = Literal["common", "published"]
@@ -84,7 +86,9 @@ class ScoringProtocol:
             ``tensor2img``, scikit-image's ``img_as_ubyte``); ``uint8_half_up`` = ties up (``floor(255 x + 0.5)``:
             torchvision's ``save_image`` since 0.3, ``to_pil_image(x + 0.5 / 255)`` of MIMO-UNet and MSFS-Net);
             ``uint8_floor`` = truncated (``floor(255 x)``: torchvision 0.2's ``save_image``, DMPHN's test script);
-            ``none`` = clamp only (MIMO-UNet's ``eval.py``).
+            ``none`` = clamp only (MIMO-UNet's ``eval.py``); ``uint8_file`` = nothing: the restorations are 8-bit
+            result files (``python -m benchmark.evaluate outputs=<folder>``), already on the 8-bit grid, scored as
+            read (``benchmark.evaluation.outputs``; never in a conf file).
         ssim_variant: The SSIM of the ``ssim`` column (``benchmark.scoring.metrics.SSIM_VARIANTS``): ``gaussian2d``
             (Wang et al.'s, on RGB), ``matlab3d`` (MATLAB's ``ssim`` on the H x W x 3 volume), or ``ycrcb_sample``:
             SDWNet's (FlyEgle/SDWNet@8e30226 ``utils/calc_psnr_ssim_official.py`` l. 43-47, ``main_sr_hr_pool``)
@@ -136,7 +140,7 @@ class ScoringProtocol:
         )
         uses_ycrcb = self.psnr_on == "y_ycrcb" or "ycrcb_sample" in (self.ssim_variant, *self.extra_ssim_variants)
         require(
-            not uses_ycrcb or self.quantize != "none",
+            not uses_ycrcb or self.quantize != "none",  # uint8_file: the values are 8-bit already
             f"{prefix}.quantize",
             "psnr_on y_ycrcb and ssim variant ycrcb_sample convert 8-bit images (cv2.cvtColor on uint8): set a "
             "quantize other than none",
@@ -171,6 +175,7 @@ class ScoringProtocol:
             "uint8_half_up": "outputs clamped and rounded to 8 bit, ties up",
             "uint8_floor": "outputs clamped and truncated to 8 bit",
             "none": "outputs clamped, not rounded",
+            "uint8_file": "8-bit result files scored as read (no rounding: their values are on the 8-bit grid)",
         }[self.quantize]
         run = ""
         if self.tile is not None:
@@ -192,6 +197,15 @@ class ScoringProtocol:
             f"border crop: {self.crop_border} px"
         )
         return f"{text} (follows {self.source})" if self.source else text
+
+
+def _no_file_quantize(protocol: ScoringProtocol, prefix: str) -> None:
+    require(
+        protocol.quantize != "uint8_file",
+        f"{prefix}.quantize",
+        "uint8_file is how result files are scored (outputs=), not a rule for a model's outputs; use uint8, "
+        "uint8_half_up, uint8_floor or none",
+    )
 
 
 @dataclass(frozen=True)
@@ -219,6 +233,23 @@ class ReleaseCheckpoint:
 
 
 @dataclass(frozen=True)
+class ReleaseOutputs:
+    """Where a release publishes its result images of one test set, and how their files are named.
+
+    Attributes:
+        url: Where the images are published.
+        source: Where these facts were read (repository@commit, file, line).
+        name_map: The key of ``eval.name_maps`` that maps the release's file names to the test set's pair names
+            (``benchmark.evaluation.outputs``); ``None`` where the release does not state them (then
+            ``python -m benchmark.evaluate ... outputs=<folder>`` needs ``name_map=<key>``).
+    """
+
+    url: str
+    source: str
+    name_map: str | None = None
+
+
+@dataclass(frozen=True)
 class ReleaseConfig:
     """The authors' released weights of a model (``checkpoint=release``) and how the authors scored them.
 
@@ -231,6 +262,8 @@ class ReleaseConfig:
         saves: How the release's test script rounds its outputs to 8-bit PNGs (``ScoringProtocol.quantize``'s
             ``uint8``: ties to even, ``uint8_half_up``: ties up, ``uint8_floor``: truncated); ``python -m
             benchmark.deblur`` saves the same way.
+        outputs: Test dataset -> where the authors publish their result images of it and how they are named
+            (``python -m benchmark.evaluate model=<name> dataset=<test> outputs=<folder>``).
     """
 
     url: str
@@ -238,14 +271,17 @@ class ReleaseConfig:
     checkpoints: dict[str, ReleaseCheckpoint]
     protocols: dict[str, ScoringProtocol] = field(default_factory=dict)
     saves: Literal["uint8", "uint8_half_up", "uint8_floor"] = "uint8"
+    outputs: dict[str, ReleaseOutputs] = field(default_factory=dict)
 
     def check(self, prefix: str) -> None:
         require(bool(self.checkpoints), f"{prefix}.checkpoints", "must list at least one published checkpoint")
-        for what, keys in (("checkpoints", self.checkpoints), ("protocols", self.protocols)):
+        for what, keys in (("checkpoints", self.checkpoints), ("protocols", self.protocols), ("outputs", self.outputs)):
             unknown = sorted(set(keys) - set(DATASET_NAMES))
             require(
                 not unknown, f"{prefix}.{what}", f"keys must be datasets ({', '.join(DATASET_NAMES)}), got {unknown}"
             )
+        for name, protocol in self.protocols.items():
+            _no_file_quantize(protocol, f"{prefix}.protocols.{name}")
 
     def checkpoint(self, train_dataset: str | None) -> tuple[str, ReleaseCheckpoint]:
         """The checkpoint trained on ``train_dataset``; ``None`` = the GoPro one, or the only one.
@@ -438,6 +474,7 @@ class DatasetConfig:
 
     def check(self, prefix: str) -> None:
         require(self.val_count >= 0, f"{prefix}.val_count", f"must be >= 0, got {self.val_count}")
+        _no_file_quantize(self.protocol, f"{prefix}.protocol")
         require(
             (self.fetch is None) != (self.synth is None),
             f"{prefix}.fetch",
@@ -552,6 +589,40 @@ class TLCWindowConfig:
 
 
 @dataclass(frozen=True)
+class NameMap:
+    """How one release layout names its result files: ``pattern`` (a Python regular expression) must match a file's
+    path relative to the folder, without its ``.png`` suffix, in full (``/`` between folders); ``name`` (a
+    ``str.format`` template over the pattern's named groups) is then the test pair's name
+    (``benchmark.data.pairs``: e.g. GoPro ``GOPR0384_11_00_000001``, RealBlur ``scene003_blur_1``).
+
+    Attributes:
+        pattern: E.g. ``(?P<sequence>[^/]+)-(?P<frame>[0-9]+)`` for ``GOPR0384_11_00-000001.png``.
+        name: E.g. ``{sequence}_{frame}``.
+        layout: The layout in words, for messages and docs (``<sequence>-<frame>.png``).
+    """
+
+    pattern: str
+    name: str
+    layout: str
+
+    def check(self, prefix: str) -> None:
+        import re
+        import string
+
+        try:
+            groups = set(re.compile(self.pattern).groupindex)
+        except re.error as err:
+            raise ConfigError(f"not a regular expression: {err}", key=f"{prefix}.pattern") from None
+        fields = {f for _, f, _, _ in string.Formatter().parse(self.name) if f is not None}
+        require(bool(fields), f"{prefix}.name", f"must use at least one group of pattern, got {self.name!r}")
+        require(
+            fields <= groups,
+            f"{prefix}.name",
+            f"uses {sorted(fields - groups)}, which pattern does not capture (its groups: {sorted(groups)})",
+        )
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """``eval``: how ``benchmark.evaluate`` runs and scores a model.
 
@@ -565,6 +636,8 @@ class EvalConfig:
         samples: Test images (the first, in name order) whose input, restoration and ground truth the evaluation's
             MLflow run keeps as images (0: none).
         sample_crop: Side of the centre crop those images show (px; the whole image where it is smaller).
+        name_maps: How folders of result images are named (``outputs=<folder>``): rule name -> a :class:`NameMap`.
+            A release's ``outputs`` entries and the ``name_map=`` argument name one of them.
     """
 
     batch_size: int = 1
@@ -573,6 +646,7 @@ class EvalConfig:
     tlc_window: TLCWindowConfig = field(default_factory=TLCWindowConfig)
     samples: int = 3
     sample_crop: int = 256
+    name_maps: dict[str, NameMap] = field(default_factory=dict)
 
     def check(self, prefix: str) -> None:
         _positive(self, prefix, "batch_size")

@@ -3,17 +3,22 @@
 Inputs are PNGs (any 8-bit mode ``benchmark.data.decode`` accepts); outputs are 8-bit RGB PNGs rounded the way the
 model's release saves its outputs (``release.saves``: ties to even, or ties up), or ties to even for a model without
 a release. With ground truth, each restoration is scored under a named protocol before rounding for saving, exactly
-as an evaluation scores it (``benchmark.scoring.protocol.score``).
+as an evaluation scores it (``benchmark.scoring.protocol.score``). A folder restored into a folder gets a
+``deblur.json`` (:func:`manifest`: model, weights, rounding) before its first PNG, so that scoring the folder later
+(``python -m benchmark.evaluate outputs=<folder>``) records which weights made it; a folder another run wrote is
+refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,12 +29,14 @@ from benchmark.core import atomic
 from benchmark.core.config import RunConfig
 from benchmark.core.device import disable_tf32, select_device
 from benchmark.core.errors import ConfigError, HarnessError
+from benchmark.core.hashing import sha256_weights
+from benchmark.core.layout import DEBLUR_MANIFEST
 from benchmark.core.sections import ScoringProtocol
 from benchmark.data.decode import read_rgb, to_tensor
 from benchmark.evaluation.run import convert, release_protocol
 from benchmark.scoring.inference import restore
 from benchmark.scoring.protocol import QUANTIZERS, score
-from benchmark.weights.resolve import build_model, load_weights, resolve_weights
+from benchmark.weights.resolve import Weights, build_model, load_weights, resolve_weights
 
 
 class DeblurError(HarnessError):
@@ -113,8 +120,9 @@ def save_rule(run: RunConfig) -> str:
     return run.model.release.saves if run.model.release is not None else "uint8"
 
 
-def load_model(run: RunConfig, device: torch.device) -> torch.nn.Module:
-    """The configured model with the weights ``checkpoint=`` names, TLC-converted with ``tlc=true``, in eval mode."""
+def load_model(run: RunConfig, device: torch.device) -> tuple[torch.nn.Module, Weights]:
+    """The configured model with the weights ``checkpoint=`` names, TLC-converted with ``tlc=true``, in eval mode,
+    and those weights."""
     model = build_model(run.model)
     weights = resolve_weights(
         run.model,
@@ -129,7 +137,60 @@ def load_model(run: RunConfig, device: torch.device) -> torch.nn.Module:
         model = convert(model, run, weights)[0]
     elif run.tlc_settings != (False,):
         raise ConfigError("deblur takes tlc=true or tlc=false, not a list", key="tlc")
-    return model.to(device).eval()
+    return model.to(device).eval(), weights
+
+
+MANIFEST_SCHEMA = "msfs-bench/deblur/1"
+_SAME_RUN = ("model", "weights", "checkpoint_sha256", "train_dataset", "tlc", "tile", "padding", "saves")
+"""The fields of ``deblur.json`` that make two runs write the same files: a folder holds one run's outputs."""
+
+
+def manifest(run: RunConfig, weights: Weights, inference: ScoringProtocol) -> dict[str, Any]:
+    """What ``deblur.json`` says about the run that writes a folder: the model, its weights (kind, file as given and
+    SHA-256, training set), TLC, tiling, padding and the 8-bit rounding of the PNGs. ``benchmark.evaluation.outputs``
+    records it when the folder is scored."""
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "model": run.model.name,
+        "row": f"{run.model.name}-Local" if run.tlc_settings == (True,) else run.model.name,
+        "weights": weights.kind,
+        "checkpoint": run.layout.display(weights.path) if weights.path else None,
+        "checkpoint_sha256": sha256_weights(weights.path) if weights.path else None,
+        "train_dataset": weights.train_dataset,
+        "tlc": run.tlc_settings == (True,),
+        "tile": inference.tile,
+        "padding": inference.padding,
+        "saves": save_rule(run),
+        "input": str(run.input),
+    }
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The ``deblur.json`` of ``folder``, ``None`` where there is none; an unreadable one is a :class:`DeblurError`."""
+    path = Path(folder) / DEBLUR_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DeblurError(f"{path}: unreadable ({err}); delete it (the folder then counts as made elsewhere)") from err
+    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA or any(k not in data for k in _SAME_RUN):
+        raise DeblurError(f"{path}: not a {MANIFEST_SCHEMA} manifest; delete it or restore into another folder")
+    return data
+
+
+def _claim_folder(folder: Path, made: dict[str, Any]) -> None:
+    """Write ``folder``'s ``deblur.json`` before its first PNG; refuse a folder another run wrote."""
+    found = read_manifest(folder)
+    if found is not None:
+        differs = [k for k in _SAME_RUN if found[k] != made[k]]
+        if differs:
+            raise DeblurError(
+                f"output {folder} holds restorations of another run ({folder / DEBLUR_MANIFEST}: "
+                + ", ".join(f"{k} {found[k]!r}, now {made[k]!r}" for k in differs)
+                + "); choose another output folder"
+            )
+    atomic.write_json(folder / DEBLUR_MANIFEST, made)
 
 
 def deblur(run: RunConfig, *, progress: bool = True) -> Iterator[Result]:
@@ -144,8 +205,10 @@ def deblur(run: RunConfig, *, progress: bool = True) -> Iterator[Result]:
     inference = dataclasses.replace(protocol, tile=run.tile if run.tile is not None else protocol.tile)
     device = select_device(run.eval.device, key="eval.device")
     disable_tf32()
-    model = load_model(run, device)
+    model, weights = load_model(run, device)
     quantize = QUANTIZERS[save_rule(run)]
+    if Path(run.input).is_dir():  # a folder restored into a folder: say what wrote it, for outputs=<folder>
+        _claim_folder(Path(run.output), manifest(run, weights, inference))
     for job in tqdm(jobs, desc="deblur", disable=not progress or len(jobs) == 1, file=sys.stderr):
         lq = to_tensor(read_rgb(job.source))[None].to(device)
         with torch.no_grad():

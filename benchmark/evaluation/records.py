@@ -5,8 +5,10 @@ record is one JSON object. Its means under the dataset's official protocol sit a
 ``ssim_<variant>``), so ``dvc metrics show`` lists them; the intervals, the per-image scores and the provenance are
 nested (DVC skips lists and strings). Where the model's release scored the dataset its own way
 (``model.release.protocols``), ``release_protocol`` holds the same fields under that protocol, computed on the same
-outputs in the same pass. The CSV beside it holds the per-image scores for spreadsheets (6 decimals; the release
-protocol's columns prefixed ``release_``); readers use the JSON.
+outputs in the same pass. A record of result images scored without running the model (``outputs=<folder>``) also
+holds ``outputs``: the folder, the rule that matched its files, their SHA-256 manifest and any missing images (an
+optional key: records of models that ran are unchanged). The CSV beside it holds the per-image scores for spreadsheets
+(6 decimals; the release protocol's columns prefixed ``release_``); readers use the JSON.
 
 A record without ``schema`` (written before this schema existed) is refused with a message to re-run ``dvc repro``.
 """
@@ -95,6 +97,47 @@ class ProtocolScores:
 
 
 @dataclass(frozen=True)
+class OutputsSource:
+    """Where the restorations of an evaluation of result files (``outputs=<folder>``) came from.
+
+    Attributes:
+        folder: The folder as given (repository-relative when inside it).
+        name_map: The ``eval.name_maps`` rule that matched its files to the test images; ``layout`` in words.
+        sha256: SHA-256 of ``files`` as ``sha256sum`` prints it (``benchmark.data.outputs.manifest_text``).
+        files: Relative path -> SHA-256 of every scored file.
+        n_test: Images in the test split; ``missing`` those without a file (scored with ``allow_missing=true``).
+        deblur: The folder's ``deblur.json`` (``benchmark.deblur``'s record of the model and weights that wrote it),
+            ``None`` for images made elsewhere (the authors' published results).
+    """
+
+    folder: str
+    name_map: str
+    layout: str
+    sha256: str
+    files: dict[str, str]
+    n_test: int
+    missing: tuple[str, ...] = ()
+    deblur: dict[str, Any] | None = None
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing)
+
+    def describe(self) -> str:
+        """One line for footers: how many images, from where, matched how."""
+        scored = self.n_test - len(self.missing)
+        subset = f"{scored} of the {self.n_test} test images (allow_missing=true)" if self.missing else f"all {scored}"
+        return f"{subset} from `{self.folder}` ({self.name_map}: {self.layout}), manifest sha256 {self.sha256[:12]}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**to_plain(self), "missing": list(self.missing)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OutputsSource:
+        return cls(**{**data, "missing": tuple(data["missing"]), "files": dict(data["files"])})
+
+
+@dataclass(frozen=True)
 class EvalRecord:
     """One evaluation: a model with its weights, plain or TLC, scored on one test split under the dataset's official
     protocol and, where the model's release scored that dataset otherwise, under the release's protocol too.
@@ -104,7 +147,10 @@ class EvalRecord:
         row: Table row: ``model``, or ``model-Local`` for TLC.
         dataset: The test set.
         train_dataset: The dataset the weights were trained on.
-        weights: ``pipeline``, ``release``, ``file`` or ``none`` (identity), see ``benchmark.weights``.
+        weights: ``pipeline``, ``release``, ``file`` or ``none`` (identity), see ``benchmark.weights``; for result
+            images scored without running the model (``outputs``), ``released outputs`` (made elsewhere: the authors'
+            published images) or ``deblur outputs`` (written by ``benchmark.deblur``, whose weights ``checkpoint``
+            names).
         tlc: Whether the model was converted by TLC.
         checkpoint: The weights file as given (repository-relative when inside it), ``None`` for ``none``.
         checkpoint_sha256: Its SHA-256.
@@ -121,13 +167,14 @@ class EvalRecord:
             the device and whether TF32 was allowed (``tf32``: always ``disabled`` in evaluation).
         release: The scores under the release's own protocol, ``None`` where the release declares none for the
             dataset (its evaluation matched the official protocol, or the model has no release).
+        outputs: Where the scored result images came from (``outputs=<folder>``); ``None`` when the model ran.
     """
 
     model: str
     row: str
     dataset: str
     train_dataset: str
-    weights: Literal["pipeline", "release", "file", "none"]
+    weights: Literal["pipeline", "release", "file", "none", "released outputs", "deblur outputs"]
     tlc: bool
     checkpoint: str | None
     checkpoint_sha256: str | None
@@ -144,6 +191,7 @@ class EvalRecord:
     mlflow_run_id: str | None = None
     provenance: dict[str, str] = field(default_factory=dict)
     release: ProtocolScores | None = None
+    outputs: OutputsSource | None = None
 
     @property
     def n_images(self) -> int:
@@ -190,6 +238,8 @@ class EvalRecord:
             "provenance": dict(self.provenance),
             "release_protocol": None if self.release is None else self.release.to_json(),
         }
+        if self.outputs is not None:  # absent from records of models that ran (schema 3 before outputs existed)
+            out["outputs"] = self.outputs.to_json()
         return out
 
     @classmethod
@@ -234,6 +284,7 @@ class EvalRecord:
                 release=None
                 if data["release_protocol"] is None
                 else ProtocolScores.from_json(data["release_protocol"], len(names)),
+                outputs=None if data.get("outputs") is None else OutputsSource.from_json(data["outputs"]),
             )
         except (KeyError, TypeError, ValueError, HarnessError) as err:
             raise RecordError(

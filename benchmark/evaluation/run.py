@@ -18,7 +18,7 @@ from benchmark.core.hashing import sha256_weights
 from benchmark.core.sections import ScoringProtocol
 from benchmark.core.tracking import git_state, start_run
 from benchmark.data.dataset import PairedDataset
-from benchmark.data.identity import read_identity
+from benchmark.data.identity import Identity, read_identity
 from benchmark.evaluation.records import EvalRecord, ProtocolScores, TLCWindow, write_record
 from benchmark.evaluation.samples import SampleKeeper
 from benchmark.evaluation.tlc import count_local_layers, to_local
@@ -113,36 +113,55 @@ def evaluate_run(run: RunConfig, *, tlc: bool) -> EvalRecord:
             record = dataclasses.replace(record, applicable=False, reason=NOT_APPLICABLE)
             write_record(record, path)
             return record
-    return _score_and_record(run, model.to(device), record, path, device)
-
-
-def _score_and_record(
-    run: RunConfig, model: torch.nn.Module, record: EvalRecord, path: Path, device: torch.device
-) -> EvalRecord:
-    layout = run.layout
     identity = read_identity(layout.dataset(run.dataset.name), run.dataset.name)
     test_set = PairedDataset(layout.dataset(run.dataset.name), "test", crop_size=None, augment="none")
     loader = torch.utils.data.DataLoader(test_set, batch_size=run.eval.batch_size, shuffle=False)
+    return score_and_record(run, model.to(device), record, path, device, loader, protocols_of(run), identity)
+
+
+def protocols_of(run: RunConfig) -> tuple[ScoringProtocol, ...]:
+    """The dataset's official protocol, then the release's own for it where it declares one."""
+    second = release_protocol(run)
+    return (run.dataset.protocol,) if second is None else (run.dataset.protocol, second)
+
+
+def score_and_record(
+    run: RunConfig,
+    model: torch.nn.Module | None,
+    record: EvalRecord,
+    path: Path,
+    device: torch.device,
+    loader: torch.utils.data.DataLoader,
+    protocols: tuple[ScoringProtocol, ...],
+    identity: Identity,
+) -> EvalRecord:
+    """Score ``loader`` (``model``'s restorations, or result files: ``benchmark.evaluation.outputs``) under
+    ``protocols`` (official, then the release's) on the test split whose ``identity`` is given, fill in ``record``
+    and write it, with one MLflow run."""
+    layout = run.layout
     tags = {
         "kind": "evaluate",
         "model": record.model,
         "dataset": record.dataset,
         "train_dataset": record.train_dataset,
-        "profile": "release" if record.weights == "release" else run.train.profile,
+        "weights": record.weights,
+        "profile": _profile(run, record),
         "tlc": str(record.tlc).lower(),
         "dataset_hash": identity.sha256,
         "protocol": record.protocol_text,
         "ssim_variant": record.protocol.ssim_variant,
     }
+    if len(protocols) > 1:
+        tags["release_protocol"] = protocols[1].describe()
+    if record.outputs is not None:
+        tags["outputs_sha256"] = record.outputs.sha256
     tf32 = disable_tf32()
-    second = release_protocol(run)
-    protocols = (run.dataset.protocol,) if second is None else (run.dataset.protocol, second)
-    if second is not None:
-        tags["release_protocol"] = second.describe()
-    with start_run(run.tracking, run_name=f"evaluate/{record.row}/{record.dataset}", tags=tags) as tracked:
+    name = record.row if record.outputs is None else f"{record.row} ({record.weights})"
+    with start_run(run.tracking, run_name=f"evaluate/{name}/{record.dataset}", tags=tags) as tracked:
         workers = default_workers() if run.eval.score_workers is None else run.eval.score_workers
         samples = SampleKeeper(run.eval.samples, run.eval.sample_crop)
-        scores, *rest = score_protocols(model, loader, protocols, device=device, workers=workers, keep=samples)
+        keep = samples if run.eval.samples else None
+        scores, *rest = score_protocols(model, loader, protocols, device=device, workers=workers, keep=keep)
         record = dataclasses.replace(
             record,
             names=scores.names,
@@ -159,7 +178,7 @@ def _score_and_record(
                 "device": str(device),
                 "tf32": tf32,
             },
-            release=None if second is None else _protocol_scores(second, rest[0]),
+            release=_protocol_scores(protocols[1], rest[0]) if rest else None,
         )
         write_record(record, path)
         tracked.log_params(run.to_dict())
@@ -169,9 +188,16 @@ def _score_and_record(
         tracked.log_artifact(path.with_suffix(".csv"), "per_image")
         tracked.log_artifact(path, "results")
         tracked.log_table({"image": record.names, **record.scores}, "per_image/scores.json")
-        for name, image in samples.strips.items():  # input | restoration | ground truth
-            tracked.log_image(image, f"samples/{name}.png")
+        for image, strip in samples.strips.items():  # input | restoration | ground truth
+            tracked.log_image(strip, f"samples/{image}.png")
     return record
+
+
+def _profile(run: RunConfig, record: EvalRecord) -> str:
+    """The MLflow ``profile`` tag: the training profile of this pipeline's weights, else where the weights came from."""
+    if record.weights == "release":
+        return "release"
+    return "outputs" if record.outputs is not None else run.train.profile
 
 
 def _protocol_scores(protocol: ScoringProtocol, scores: Scores) -> ProtocolScores:

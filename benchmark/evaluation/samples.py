@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from benchmark.scoring.metrics import quantize_uint8
+
 GAP = 4
 """White pixels between the three panels."""
 
@@ -22,8 +24,8 @@ def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] (values outside clamped) -> (H, W, 3) uint8, rounded half to even as torch.round does."""
-    return (image.detach().double().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    """(3, H, W) in [0, 1] (values outside clamped) -> (H, W, 3) uint8, rounded half to even (``quantize_uint8``)."""
+    return (quantize_uint8(image.detach().double()) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def strip(lq: torch.Tensor, restored: torch.Tensor, gt: torch.Tensor, size: int) -> np.ndarray:

@@ -55,10 +55,26 @@ def signed(value: float, digits: int) -> str:
 
 
 def p_value(record: EvalRecord | None, reference: EvalRecord | None, *, is_reference: bool) -> str:
-    """The paired sign-flip test of the per-image PSNR against the reference's, on the same images in the same order;
-    ``(reference)`` on the reference's own rows, ``–`` when either record or a common image list is missing."""
+    """The paired sign-flip test of the per-image PSNR against the reference's, on the same images in the same order
+    (:func:`paired_scores`); ``(reference)`` on the reference's own rows, ``–`` when either record or a common image
+    list is missing."""
     if is_reference:
         return "(reference)"
-    if record is None or reference is None or record.names != reference.names or not record.names:
-        return "–"
-    return f"{paired_test(record.values('psnr'), reference.values('psnr')):.3g}"
+    pairs = None if record is None or reference is None else paired_scores(record, reference, "psnr")
+    return "–" if pairs is None else f"{paired_test(*pairs):.3g}"
+
+
+def paired_scores(
+    record: EvalRecord, other: EvalRecord, metric: str
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Both records' per-image ``metric`` on the images both scored, in ``record``'s order: the whole test set, or,
+    where one is a partial folder of result images (``outputs=`` with ``allow_missing=true``), the images it holds.
+    ``None`` when they were scored on different image lists otherwise, or share no image."""
+    if record.names == other.names:
+        return (record.values(metric), other.values(metric)) if record.names else None
+    if not any(r.outputs is not None and r.outputs.partial for r in (record, other)):
+        return None
+    theirs = dict(zip(other.names, other.values(metric), strict=True))
+    mine = dict(zip(record.names, record.values(metric), strict=True))
+    common = [name for name in record.names if name in theirs]
+    return (tuple(mine[n] for n in common), tuple(theirs[n] for n in common)) if common else None

@@ -15,6 +15,7 @@ Tables 1 and 2 stay the paper's (``benchmark.reporting.paper_tables``); this is 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from benchmark.core.config import RunConfig, model_config
 from benchmark.core.layout import Layout
 from benchmark.evaluation.records import EvalRecord, read_record
 from benchmark.reporting.cells import PSNR_DIGITS
-from benchmark.reporting.paper_tables import DATASET_TITLES, SSIM_DIGITS, comparable_ssim
+from benchmark.reporting.paper_tables import DATASET_TITLES, OUTPUTS_MARK, SSIM_DIGITS, comparable_ssim
 from models import list_models
 
 
@@ -74,11 +75,14 @@ class Cell:
 
 @dataclass(frozen=True)
 class Entry:
-    """One leaderboard row: a model and TLC setting, its cells by benchmark and its cost (``None``: not measured)."""
+    """One leaderboard row: a model and TLC setting, its cells by benchmark and its cost (``None``: not measured);
+    ``outputs``: the row of the authors' published result images, scored (its cells' records are those), which
+    follows the model's row."""
 
     model: str
     tlc: bool
     cells: dict[Benchmark, Cell] = field(default_factory=dict)
+    outputs: bool = False
     parameters: int | None = None
     macs_720p: int | None = None
     cpu_ms_256: float | None = None
@@ -86,6 +90,8 @@ class Entry:
 
     @property
     def name(self) -> str:
+        if self.outputs:
+            return f"{self.model} · released outputs{OUTPUTS_MARK}"
         return f"{self.model}-Local" if self.tlc else self.model
 
 
@@ -162,12 +168,31 @@ def _release_record(layout: Layout, model: str, tlc: bool, bench: Benchmark) -> 
     return record if record.applicable and record.train_dataset == bench.train else None
 
 
+def _outputs_record(layout: Layout, model: str, bench: Benchmark) -> EvalRecord | None:
+    path = layout.record(bench.train, bench.test, model, False, outputs="released")
+    return read_record(path) if path.is_file() else None
+
+
 def leaderboard_entries(
     layout: Layout, models: Iterable[str], reported: dict[Key, Reported], complexity: Iterable[dict]
 ) -> list[Entry]:
     """One entry per model of ``models`` (those with released weights) and TLC setting: the plain row always, the
     TLC row where a number is reported or a release record exists for it. Sorted by GoPro PSNR (reproduced, else
-    reported), best first; rows without a GoPro number last, by name."""
+    reported), best first; rows without a GoPro number last, by name. A model whose published result images were
+    scored gets an ``outputs`` row right after its plain row (the same reported numbers, their images' scores)."""
+    entries = sorted(_weights_entries(layout, models, reported, complexity), key=_rank)
+    out = []
+    for entry in entries:
+        out.append(entry)
+        cells = {b: Cell(entry.cells[b].reported, _outputs_record(layout, entry.model, b)) for b in BENCHMARKS}
+        if not entry.tlc and any(c.record for c in cells.values()):
+            out.append(dataclasses.replace(entry, cells=cells, outputs=True))
+    return out
+
+
+def _weights_entries(
+    layout: Layout, models: Iterable[str], reported: dict[Key, Reported], complexity: Iterable[dict]
+) -> list[Entry]:
     costs = latest_complexity(complexity)
     entries = []
     for model in models:
@@ -191,7 +216,7 @@ def leaderboard_entries(
                     gpu_ms_720p=cost.get("cuda", {}).get("latency_ms"),
                 )
             )
-    return sorted(entries, key=_rank)
+    return entries
 
 
 def gopro_psnr(entry: Entry) -> tuple[float | None, bool]:
@@ -233,6 +258,17 @@ def _cell_text(cell: Cell) -> str:
     return f"{repro} · {rep}"
 
 
+def _outputs_notes(entries: list[Entry]) -> list[str]:
+    """Where each scored folder of result images came from (and which images it lacked)."""
+    return [
+        f"{e.model} on {b.title}: {c.record.outputs.describe()}"
+        for e in entries
+        if e.outputs
+        for b, c in e.cells.items()
+        if c.record is not None and c.record.outputs is not None
+    ]
+
+
 def _cost(value: float | None, fmt: str) -> str:
     return format(value, fmt) if value is not None else "–"
 
@@ -270,7 +306,12 @@ def render_leaderboard(entries: list[Entry]) -> str:
         "`(ʳᵖ ...)`: the same outputs under the protocol of the model's own release, where it declares one. –: no "
         "run yet, or not reported. `*`: trained and tested on that RealBlur set; the other columns use the GoPro-"
         "trained weights. Rows are sorted by GoPro PSNR (reproduced where run, else reported). Costs: the newest "
-        "`python -m benchmark.complexity` record of each device (`results/complexity/`); – where not measured.",
+        "`python -m benchmark.complexity` record of each device (`results/complexity/`); – where not measured. "
+        f"`· released outputs{OUTPUTS_MARK}` rows: the authors' own published result images scored the same way "
+        "(`python -m benchmark.evaluate model=<name> dataset=<test> outputs=<folder>`: 8-bit files, not rounded "
+        "again, no model run), under the row of their weights run by the harness: a gap between the two rows is the "
+        "weights or the inference, not the scoring.",
+        *[f"- {OUTPUTS_MARK} {note}." for note in _outputs_notes(entries)],
         "",
         "Reported numbers (`results/reported/`):",
         *[f"- {source}: {', '.join(where)}." for source, where in sorted(sources.items())],
@@ -296,8 +337,8 @@ def leaderboard_figure(path: Path, entries: list[Entry]) -> int:
     plotted = 0
     for e in entries:
         cell = e.cells[BENCHMARKS[0]]
-        if e.macs_720p is None or (cell.record is None and cell.reported is None):
-            continue
+        if e.outputs or e.macs_720p is None or (cell.record is None and cell.reported is None):
+            continue  # an outputs row would sit on its weights row's point
         x = e.macs_720p / 1e9
         marker = "s" if e.tlc else "o"
         points = []

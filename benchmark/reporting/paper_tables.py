@@ -9,6 +9,10 @@ order (:func:`find_record`):
    the row's training set (``checkpoint=release train_dataset=<train set>``), marked ``ʳ``; Table 2's ``*`` rows read
    ``release/realblur_r/realblur_r/`` and ``release/realblur_j/realblur_j/``.
 
+Where the authors' own published result images were scored (``<results>/runs/outputs/<train>/<test>/<model>-released
+.json``, ``python -m benchmark.evaluate ... outputs=<folder>``), a ``· released outputsᵒ`` row follows the method's
+row: their images beside their weights, both beside the reported number.
+
 Each reproduced cell shows the mean, its bootstrap 95% interval over the test images, the reported value and the
 difference; ``⚠`` flags a reported value outside the interval (``benchmark.reporting.cells``). A last column per test
 set gives the paired sign-flip test of the row's per-image PSNR against MSFS-Net's (same images, same TLC setting).
@@ -52,6 +56,16 @@ def find_record(layout: Layout, model: str, tlc: bool, train: str, test: str) ->
     return None
 
 
+def find_outputs_record(layout: Layout, model: str, tlc: bool, train: str, test: str) -> EvalRecord | None:
+    """The record of the authors' published result images of ``model`` (trained on ``train``) on ``test``, or None."""
+    path = layout.record(train, test, model, tlc, outputs="released")
+    return read_record(path) if path.is_file() else None
+
+
+OUTPUTS_MARK = "ᵒ"
+"""Marks a row of the authors' published result images, scored (``outputs=<folder>``)."""
+
+
 def comparable_ssim(protocol: ScoringProtocol) -> str:
     """The per-image SSIM column comparable with the paper: MATLAB's ``matlab3d`` where the protocol scores it."""
     if protocol.ssim_variant != "matlab3d" and "matlab3d" in protocol.extra_ssim_variants:
@@ -76,30 +90,49 @@ def render(
         header += [f"{name} PSNR", f"{name} SSIM", f"{name} p (PSNR vs MSFS-Net)"]
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     release_notes: dict[str, str] = {}
+    outputs_notes: dict[str, str] = {}
     no_run: dict[str, str] = {}
-    for _, row in rows.iterrows():
+
+    def row_cells(row: pd.Series, label: str, find: Callable[..., EvalRecord | None]) -> tuple[list[str], set[str]]:
+        """The row's cells with the records ``find`` returns, and the marks its label gets."""
         model = row.get("model") if isinstance(row.get("model"), str) else None
         tlc = str(row.get("tlc", "false")).lower() == "true"
-        cells = [label_for_row(row)]
-        marks = set()
+        cells, marks = [label], set()
         for t in tests:
             train = train_for_row(row, t)
-            record = find_record(layout, model, tlc, train, t) if model else None
+            record = find(layout, model, tlc, train, t) if model else None
             reference = find_record(layout, REFERENCE_MODEL, tlc, train, t)
             if record is not None and record.weights == "release":
                 marks.add("ʳ")
+            where = f"{label} on {DATASET_TITLES.get(t, t)}"
+            if record is not None and record.outputs is not None:
+                outputs_notes[where] = record.outputs.describe()
             shown = record
             if record is not None and reported_protocol(row, t) == "release" and record.release is not None:
                 shown = record.under("release")
-                release_notes[f"{cells[0]} on {DATASET_TITLES.get(t, t)}"] = record.release.protocol_text
+                release_notes[where] = record.release.protocol_text
             cells += _metric_cells(shown, record, row, t, protocols[t])
-            cells.append(p_value(record, reference, is_reference=model == REFERENCE_MODEL))
+            own = model == REFERENCE_MODEL and find is find_record  # MSFS-Net's outputs row is tested against it
+            cells.append(p_value(record, reference, is_reference=own))
+        return cells, marks
+
+    for _, row in rows.iterrows():
+        cells, marks = row_cells(row, label_for_row(row), find_record)
         reason = _no_run(row)
         if reason:
             no_run[cells[0]] = reason
             marks.add(NO_RUN_MARK)
         cells[0] += "".join(sorted(marks))
         lines.append("| " + " | ".join(cells) + " |")
+        if any(
+            find_outputs_record(layout, row["model"], False, train_for_row(row, t), t)
+            for t in tests
+            if isinstance(row.get("model"), str) and str(row.get("tlc", "false")).lower() != "true"
+        ):
+            # The authors' own result images, scored: beside the row of their weights run by the harness.
+            cells, _ = row_cells(row, f"{label_for_row(row)} · released outputs", find_outputs_record)
+            cells[0] += OUTPUTS_MARK
+            lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Cells: reproduced mean [bootstrap 95% interval over the test images] · reported (reproduced − reported); ⚠: "
@@ -111,11 +144,16 @@ def render(
         "its evaluation is the official one and the cell is unmarked. "
         "p: paired sign-flip test of the per-image PSNR against MSFS-Net's on the same images (same TLC setting, "
         "official protocol). ʳ: the authors' released weights (`checkpoint=release`); otherwise weights trained by "
-        "this pipeline.",
+        f"this pipeline. {OUTPUTS_MARK} (`· released outputs` rows): the authors' own published result images, scored "
+        "by the harness without running any model (`python -m benchmark.evaluate model=<name> dataset=<test> "
+        "outputs=<folder>`; 8-bit files, not rounded again), beside the row of their weights: the same reported "
+        "number, so a gap between the two rows is the weights or the release's inference, and one in both rows is "
+        "the scoring; p there: against MSFS-Net's row on the images both scored.",
         "",
         "Protocol:",
         *[f"- {note}" for note in _protocol_notes(tests, protocols)],
         *[f"- {RELEASE_MARK} {where}: {text}." for where, text in release_notes.items()],
+        *[f"- {OUTPUTS_MARK} {where}: {text}." for where, text in outputs_notes.items()],
         "",
         *([f"{NO_RUN_MARK} Rows the harness cannot run (`results/reported/` `no_run`):", ""] if no_run else []),
         *[f"- {label}: {reason}." for label, reason in no_run.items()],

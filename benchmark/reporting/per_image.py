@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmark.core import atomic
 from benchmark.core.layout import Layout
-from benchmark.evaluation.records import EvalRecord
+from benchmark.evaluation.records import EvalRecord, RecordError
 from benchmark.reporting.tables import IDENTITY
 
 COLUMNS = ("image", "identity", "psnr", "gain")
@@ -26,12 +26,12 @@ def per_image_csv(record: EvalRecord, identity: EvalRecord) -> str:
     """``record``'s per-image PSNR beside ``identity``'s, in ``record``'s image order.
 
     Raises:
-        ValueError: the two records were not scored on the same images (the message names both rows).
+        RecordError: the two records were not scored on the same images (the message names both rows).
     """
     base = dict(zip(identity.names, identity.scores["psnr"], strict=True))
     missing = [n for n in record.names if n not in base]
     if missing or len(base) != len(record.names):
-        raise ValueError(
+        raise RecordError(
             f"{record.row} and {identity.row} on {record.dataset} were scored on different images (e.g. "
             f"{missing[:3] or sorted(set(base) - set(record.names))[:3]}); re-run both evaluations"
         )

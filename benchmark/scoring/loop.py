@@ -56,7 +56,7 @@ def score_model(
 
 @torch.no_grad()
 def score_protocols(
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     loader: torch.utils.data.DataLoader,
     protocols: Sequence[ScoringProtocol],
     *,
@@ -72,7 +72,9 @@ def score_protocols(
     the model restores the next batches (``benchmark.scoring.pool``); the scores are the serial path's, in loader
     order. ``keep(name, lq, restored, gt)``, if given, sees every image ((3, H, W) CPU tensors in [0, 1]; the
     restoration of the first protocol, before its rounding): the caller keeps what it wants to show (evaluation's
-    MLflow samples). Does no I/O beyond the loader.
+    MLflow samples). A batch that carries ``restored`` ((N, 3, H, W) in [0, 1]: result images read from files,
+    ``benchmark.data.outputs``) is scored as it is, without running the model (``model`` may then be ``None``), on the
+    same path as a restoration. Does no I/O beyond the loader.
 
     Returns:
         One :class:`Scores` per protocol, in order; each ``seconds`` is the whole pass's wall time.
@@ -82,7 +84,8 @@ def score_protocols(
         AlignmentError: ECC failed on an image (named).
     """
     device = device or torch.device("cpu")
-    model.eval()
+    if model is not None:
+        model.eval()
     names: list[str] = []
     values: list[dict[str, list[float]]] = [{m: [] for m in p.metrics} for p in protocols]
     pending: deque[tuple[list[str], list[Future]]] = deque()
@@ -94,7 +97,7 @@ def score_protocols(
             futures = []
             for protocol in protocols:
                 if protocol.inference not in restored:
-                    restored[protocol.inference] = _restore_checked(model, lq, protocol).float()
+                    restored[protocol.inference] = _restore_checked(model, lq, protocol, batch.get("restored"))
                 futures.append(pool.submit(restored[protocol.inference], gt, protocol))
             if keep is not None:
                 first = restored[protocols[0].inference].cpu()
@@ -122,8 +125,16 @@ def _collect(batch_names: list[str], futures: list[Future], values: list[dict[st
     return batch_names
 
 
-def _restore_checked(model: torch.nn.Module, lq: torch.Tensor, protocol: ScoringProtocol) -> torch.Tensor:
-    pred = restore(model, lq, protocol)
+def _restore_checked(
+    model: torch.nn.Module | None, lq: torch.Tensor, protocol: ScoringProtocol, given: torch.Tensor | None
+) -> torch.Tensor:
+    """The model's restoration of ``lq`` under ``protocol``, or the ``given`` one (result files), as float32."""
+    if given is not None:
+        pred = given.to(lq.device)
+    elif model is None:
+        raise ValueError("score_protocols: a batch without 'restored' needs a model")
+    else:
+        pred = restore(model, lq, protocol)
     if pred.shape != lq.shape:
         raise RuntimeError(f"model returned {tuple(pred.shape)} for an input of {tuple(lq.shape)}")
-    return pred
+    return pred.float()

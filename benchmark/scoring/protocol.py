@@ -20,6 +20,9 @@ QUANTIZERS = {
     "uint8_half_up": quantize_uint8_half_up,
     "uint8_floor": quantize_uint8_floor,
     "none": lambda x: x.clamp(0, 1),
+    # Result files (outputs=): their values are k / 255 already, on which every rule above is the identity
+    # (tests/test_outputs.py checks all 256 in float32); the record says that nothing was rounded.
+    "uint8_file": lambda x: x,
 }
 """``ScoringProtocol.quantize`` -> what is done to an output before scoring."""
 
