@@ -605,14 +605,16 @@ TRAIN_STEPS = 300
 @pytest.mark.slow
 def test_tiny_learns_from_its_start_to_the_identity_level(tmp_path: Path) -> None:
     """msfsnet_tiny, trained for 300 steps (~2 CPU-minutes: AdamW 1e-3 with cosine decay, batch 4, 128 px crops) on
-    the default synthblur data, gains more than 5 dB on its held-out test photos over its untrained start (15.96 dB)
-    and ends within 0.1 dB of doing nothing (identity 23.57 dB).
+    the default synthblur data, halves its training loss, gains more than 5 dB on its held-out test photos over its
+    untrained start (16.25 dB) and lands in the identity's neighbourhood (24.89 dB): within 4 dB of it.
 
-    Deblurring needs far more steps than a CPU test affords: at this budget the network sits at the identity's level,
-    a hair above or below it depending on the machine's floating point (+0.05 dB on an earlier machine, -0.003 dB on
-    this session's AMD EPYC, measured by running this loop), so "beats the identity" is not a
-    claim a CPU test can make reliably. This checks that training moves the network the right way end to end (losses,
-    heads, eval-mode BatchNorm statistics), not how well it deblurs.
+    Where it lands in that neighbourhood is not a property a CPU test can pin: eval mode normalises with BatchNorm
+    running statistics tracked over the last few batches of 4 crops (``models/msfsnet.py``, deviation 4), so the test
+    PSNR swings by up to 2.9 dB from one 50-step checkpoint to the next, and the same loop ends at 24.84 dB with 2
+    threads and 23.17 dB with 1 (this suite's setting) on one AMD EPYC, and above 24.79 on an earlier machine.
+    Measured by running this loop (seeds 0-2, 1 and 2 threads): final PSNR 22.02-24.84 dB, gain over the untrained
+    start 6.9-9.7 dB, mean loss of the last 50 steps 0.31-0.33x that of the first 50. This checks that training moves
+    the network the right way end to end (losses, heads, eval-mode BatchNorm statistics), not how well it deblurs.
     """
     from benchmark.core.sections import SynthConfig
     from benchmark.data.dataset import PairedDataset
@@ -640,10 +642,12 @@ def test_tiny_learns_from_its_start_to_the_identity_level(tmp_path: Path) -> Non
         opt, lambda s: (min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * s / TRAIN_STEPS))) / lr
     )
     model.train()
+    losses = []
     for step, (lq, gt) in enumerate(_batches(train_lq[:50], train_gt[:50], 4, 128, seed=0)):
         if step == TRAIN_STEPS:
             break
         loss = model.loss(model.forward_train(lq, gt), gt)["total"]
+        losses.append(loss.item())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -651,5 +655,8 @@ def test_tiny_learns_from_its_start_to_the_identity_level(tmp_path: Path) -> Non
     model.eval()
     with torch.no_grad():
         trained, identity = psnr(model(test_lq), test_gt), psnr(test_lq, test_gt)
+    first, last = sum(losses[:50]) / 50, sum(losses[-50:]) / 50
+    assert last < 0.5 * first, (first, last)
+    assert untrained == pytest.approx(16.2477, abs=1e-3)  # seed 0's initialisation, before any step
     assert trained > untrained + 5.0, (untrained, trained)
-    assert trained > identity - 0.1, (trained, identity)
+    assert trained > identity - 4.0, (trained, identity)
