@@ -611,7 +611,7 @@ def test_tiny_learns_from_its_start_to_the_identity_level(tmp_path: Path) -> Non
     Where it lands in that neighbourhood is not a property a CPU test can pin: eval mode normalises with BatchNorm
     running statistics tracked over the last few batches of 4 crops (``models/msfsnet.py``, deviation 4), so the test
     PSNR swings by up to 2.9 dB from one 50-step checkpoint to the next, and the same loop ends at 24.84 dB with 2
-    threads and 23.17 dB with 1 (this suite's setting) on one AMD EPYC, and above 24.79 on an earlier machine.
+    threads and 23.17 dB with 1 (this suite's setting) on one AMD EPYC; an earlier machine's CI cleared 24.79 dB.
     Measured by running this loop (seeds 0-2, 1 and 2 threads): final PSNR 22.02-24.84 dB, gain over the untrained
     start 6.9-9.7 dB, mean loss of the last 50 steps 0.31-0.33x that of the first 50. This checks that training moves
     the network the right way end to end (losses, heads, eval-mode BatchNorm statistics), not how well it deblurs.
